@@ -1,0 +1,168 @@
+"""The `kfp-metadata-reconciler` command line.
+
+Exit codes (docs/cli.md): 0 converged; 1 some pods failed (listed);
+2 usage or configuration error; 3 could not reach Kubernetes or MLMD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_POD_ERRORS = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class UsageError(Exception):
+    """A bad flag value or unreadable input file (exit 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kfp-metadata-reconciler",
+        description="Keep ML Metadata in step with Kubeflow Pipelines v1 steps run by Argo Workflows.",
+        epilog="Settings are also read from the environment (KFPMR_*, and the upstream "
+        "metadata-writer's names); see docs/configuration.md. Exit codes: 0 converged, "
+        "1 some pods failed, 2 usage/config error, 3 Kubernetes or MLMD unreachable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    rec = sub.add_parser(
+        "reconcile",
+        help="run one reconcile pass now",
+        description="Run one pass: write what MLMD lacks and list the pod label changes.",
+    )
+    rec.add_argument(
+        "--from-file",
+        metavar="PODS.json",
+        required=True,
+        help="a saved PodList, or a List of Pods, Workflows and WorkflowTaskResults "
+        "(kubectl get pods,workflows,workflowtaskresults -A -o json); pod label changes are "
+        "printed, not applied",
+    )
+    rec.add_argument("--mlmd", metavar="URL", help="MLMD store URL (overrides KFPMR_MLMD_URL)")
+    rec.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    rec.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    return parser
+
+
+def load_objects(path: str) -> tuple[list[Any], dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
+    """Pods, taskresults and workflow nodes (both keyed by (namespace, node id)) from a List file."""
+    from reconcile.argo import workflow_nodes
+    from reconcile.errors import PodError
+
+    try:
+        with Path(path).open("rb") as handle:
+            document = json.load(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from None
+    items = document.get("items") if isinstance(document, dict) else None
+    if not isinstance(items, list):
+        raise UsageError(f"{path} is not a Kubernetes List (no 'items' array)")
+    default_kind = "Pod" if document.get("kind") == "PodList" else None
+    pods, taskresults, nodes = [], {}, {}
+    for item in items:
+        kind = item.get("kind", default_kind) if isinstance(item, dict) else None
+        if kind == "Pod" or (kind is None and default_kind is None and isinstance(item, dict)):
+            pods.append(item)
+            continue
+        meta = item.get("metadata") or {} if isinstance(item, dict) else {}
+        namespace = meta.get("namespace", "default")
+        if kind == "WorkflowTaskResult":
+            taskresults[(namespace, meta.get("name", ""))] = item
+        elif kind == "Workflow":
+            try:
+                for node_id, node in workflow_nodes(item).items():
+                    nodes[(namespace, node_id)] = node
+            except PodError as exc:
+                print(f"warning: workflow {namespace}/{meta.get('name')}: {exc.message}", file=sys.stderr)
+    return pods, taskresults, nodes
+
+
+def _print_text(report: Any, dry_run: bool) -> None:
+    verb = "would write" if dry_run else "wrote"
+    if dry_run:
+        for plan in report.plans:
+            for kind, detail in plan.actions():
+                print(f"  {kind:<18} {detail}")
+    print(f"pods seen:     {report.pods_seen}")
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.pods_skipped.items())) or "none"
+    print(f"pods skipped:  {sum(report.pods_skipped.values())} ({skipped})")
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(report.actions.items())) or "nothing"
+    print(f"MLMD {verb}: {actions}")
+    if report.pending_inputs:
+        print(f"inputs waiting for their upstream artifact: {report.pending_inputs}")
+    if report.pending_outputs:
+        print(f"steps whose outputs are not reported yet: {report.pending_outputs}")
+    print(f"pod label changes (not applied from a file): {len(report.pod_patches)}")
+    for patch in report.pod_patches:
+        print(f"  {patch.namespace}/{patch.pod}: {json.dumps(patch.patch['metadata'], sort_keys=True)}")
+    print(f"errors:        {len(report.errors)}")
+    for problem in report.errors:
+        print(f"  {problem}")
+
+
+def _reconcile_file(args: argparse.Namespace) -> int:
+    from controller.reconcile_pass import STORE_DOWN, reconcile_pods
+    from controller.settings import load_settings
+    from store.connect import open_store
+    from store.types import TypeRegistry
+
+    settings = load_settings(mlmd_url=args.mlmd)
+    pods, taskresults, nodes = load_objects(args.from_file)
+    store = open_store(
+        settings.store_url(),
+        ca_cert_path=settings.mlmd_ca_cert_path,
+        max_receive_message_length=settings.mlmd_max_receive_message_length,
+    )
+    try:
+        report = reconcile_pods(
+            pods,
+            store,
+            TypeRegistry(store),
+            settings.reconcile_options(),
+            dry_run=args.dry_run,
+            taskresults=taskresults,
+            nodes=nodes,
+        )
+    except STORE_DOWN as exc:
+        print(f"error: MLMD became unreachable during the pass: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if args.output == "json":
+        print(json.dumps({**report.to_json(), "dry_run": args.dry_run}, indent=2, sort_keys=True))
+    else:
+        _print_text(report, args.dry_run)
+    return EXIT_POD_ERRORS if report.errors else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    from controller.settings import SettingsError
+    from store.connect import StoreConfigError, StoreUnavailableError
+
+    args = _parser().parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        if args.command == "reconcile":
+            return _reconcile_file(args)
+    except (UsageError, SettingsError, StoreConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""All settings in one typed object, read from the environment (and CLI flags).
+
+Every field has a `KFPMR_` environment name; the upstream metadata-writer's
+names are accepted too, so its Deployment manifests work unchanged
+(docs/configuration.md lists them all).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from reconcile.options import ReconcileOptions
+from reconcile.uris import ArtifactRepository
+from store.connect import StoreConfigError, parse_store_url
+
+DEFAULT_MLMD_URL = "sqlite:///kfp-metadata.sqlite"
+
+
+class SettingsError(Exception):
+    """Invalid settings; the message has one line per bad value."""
+
+
+class Settings(BaseSettings):
+    """The reconciler's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="KFPMR_", populate_by_name=True, extra="ignore")
+
+    mlmd_url: str | None = Field(
+        default=None,
+        description="MLMD store URL: sqlite:///path, mysql://user:pass@host:port/db, "
+        "grpc://host:port or grpcs://host:port. Default: the upstream gRPC env names if set, "
+        f"else {DEFAULT_MLMD_URL}.",
+    )
+    mlmd_grpc_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "KFPMR_MLMD_GRPC_HOST", "METADATA_GRPC_SERVICE_HOST", "METADATA_GRPC_SERVICE_SERVICE_HOST"
+        ),
+        description="MLMD gRPC host (upstream: METADATA_GRPC_SERVICE_HOST).",
+    )
+    mlmd_grpc_port: int = Field(
+        default=8080,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices(
+            "KFPMR_MLMD_GRPC_PORT", "METADATA_GRPC_SERVICE_PORT", "METADATA_GRPC_SERVICE_SERVICE_PORT"
+        ),
+        description="MLMD gRPC port (upstream: METADATA_GRPC_SERVICE_PORT).",
+    )
+    mlmd_tls_enabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("KFPMR_MLMD_TLS_ENABLED", "METADATA_TLS_ENABLED"),
+        description="Use TLS for the gRPC connection (upstream: METADATA_TLS_ENABLED).",
+    )
+    mlmd_ca_cert_path: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KFPMR_MLMD_CA_CERT_PATH", "CA_CERT_PATH"),
+        description="CA bundle for TLS (upstream: CA_CERT_PATH).",
+    )
+    mlmd_max_receive_message_length: int | None = Field(
+        default=None,
+        gt=0,
+        validation_alias=AliasChoices(
+            "KFPMR_MLMD_MAX_RECEIVE_MESSAGE_LENGTH", "METADATA_GRPC_MAX_RECEIVE_MESSAGE_LENGTH"
+        ),
+        description="gRPC max receive message length in bytes.",
+    )
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("KFPMR_NAMESPACES", "NAMESPACE_TO_WATCH"),
+        description="Namespaces to reconcile, comma-separated; empty = all (upstream: NAMESPACE_TO_WATCH).",
+    )
+    artifact_s3_endpoint: str = Field(
+        default="minio-service.kubeflow:9000",
+        description="Endpoint of the default artifact repository, for key-only artifacts.",
+    )
+    artifact_s3_bucket: str = Field(
+        default="mlpipeline", description="Bucket of the default artifact repository."
+    )
+    record_cache_hits: bool = Field(
+        default=False, description="Record KFP cache hits as CACHED executions linking the original."
+    )
+    record_non_kfp_pods: bool = Field(
+        default=True, description="Record Argo pods without KFP markers, as the upstream writer does."
+    )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("mlmd_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_store_url(value)
+            except StoreConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def store_url(self) -> str:
+        """The MLMD URL in force: explicit, else the upstream gRPC names, else embedded SQLite."""
+        if self.mlmd_url:
+            return self.mlmd_url
+        if self.mlmd_grpc_host:
+            scheme = "grpcs" if self.mlmd_tls_enabled else "grpc"
+            return f"{scheme}://{self.mlmd_grpc_host}:{self.mlmd_grpc_port}"
+        return DEFAULT_MLMD_URL
+
+    def reconcile_options(self) -> ReconcileOptions:
+        """The pure layer's options."""
+        return ReconcileOptions(
+            repository=ArtifactRepository(self.artifact_s3_endpoint, self.artifact_s3_bucket),
+            record_cache_hits=self.record_cache_hits,
+            record_non_kfp_pods=self.record_non_kfp_pods,
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment plus explicit overrides; SettingsError lists every bad value."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "settings"
+            lines.append(f"invalid setting {where}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("\n".join(lines)) from None
+    except SourceError as exc:
+        raise SettingsError(f"invalid setting: {exc}") from None

@@ -1,0 +1,241 @@
+"""Desired state: one pod (and its Argo outputs) -> the records MLMD should hold.
+
+Follows shared/reference/kfp-v1-mlmd-contract.md §1 field by field; the
+deviations DESIGN.md asks for are marked where they happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from reconcile import conventions as c
+from reconcile import keys
+from reconcile.argo import JSON, PodView, parse_json_text, reported_output_artifacts, template_of
+from reconcile.classify import Disposition
+from reconcile.errors import PodError, Reason
+from reconcile.options import ReconcileOptions
+from reconcile.records import (
+    DesiredArtifact,
+    DesiredContext,
+    DesiredExecution,
+    DesiredInput,
+    DesiredStep,
+    ExecutionState,
+    Properties,
+    PropertyValue,
+    StepRef,
+)
+from reconcile.uris import artifact_uri
+
+_POD_PHASE_STATE = {
+    "Pending": ExecutionState.NEW,
+    "Running": ExecutionState.RUNNING,
+    "Succeeded": ExecutionState.COMPLETE,
+    "Failed": ExecutionState.FAILED,
+}
+
+
+def output_name_to_argo(name: str) -> str:
+    """The KFP compiler's sanitisation of an output name into an Argo artifact name."""
+    return re.sub("-+", "-", re.sub("[^-_0-9A-Za-z]+", "-", name)).strip("-")
+
+
+def property_value(value: Any, what: str) -> PropertyValue:
+    """Upstream's conversion: int -> int, float -> double, None -> empty, else str()."""
+    if value is None or isinstance(value, int | float):
+        # bool is an int in Python, as it was for the upstream writer.
+        return int(value) if isinstance(value, bool) else value
+    text = value if isinstance(value, str) else str(value)
+    if len(text.encode("utf-8", "surrogatepass")) > c.MAX_STRING_VALUE_BYTES:
+        raise PodError(
+            Reason.VALUE_TOO_LARGE,
+            f"{what} is {len(text)} characters; the limit is {c.MAX_STRING_VALUE_BYTES} bytes",
+        )
+    return text
+
+
+def desired_context(workflow_name: str) -> DesiredContext:
+    """The KfpRun context of a workflow: named after it, both properties = its name."""
+    return DesiredContext(
+        key=keys.context_key(workflow_name),
+        name=workflow_name,
+        properties={"pipeline_name": workflow_name, "run_id": workflow_name},
+    )
+
+
+def _component(pod: PodView, template_name: str) -> tuple[str, str, dict[str, Any]]:
+    """(component name, execution type name, component spec) of a step."""
+    spec_text = pod.annotations.get(c.COMPONENT_SPEC_ANNOTATION)
+    if spec_text is None:
+        return template_name, c.EXECUTION_TYPE_PREFIX + template_name, {}
+    where = f"annotation {c.COMPONENT_SPEC_ANNOTATION}"
+    spec = parse_json_text(spec_text, where, Reason.MALFORMED_ANNOTATION)
+    if not isinstance(spec, dict):
+        raise PodError(Reason.MALFORMED_ANNOTATION, f"{where} is not a JSON object")
+    name = spec.get("name") or template_name
+    if not isinstance(name, str):
+        raise PodError(Reason.MALFORMED_ANNOTATION, f"{where}: name is not a string")
+    digest = hashlib.sha256(spec_text.encode("utf-8", "surrogatepass")).hexdigest()
+    return name, f"{c.EXECUTION_TYPE_PREFIX}{name}@sha256={digest}", spec
+
+
+def _parameter_arguments(pod: PodView) -> Properties:
+    text = pod.annotations.get(c.PARAMETER_ARGUMENTS_ANNOTATION)
+    if text is None:
+        return {}
+    where = f"annotation {c.PARAMETER_ARGUMENTS_ANNOTATION}"
+    arguments = parse_json_text(text, where, Reason.MALFORMED_ANNOTATION)
+    if not isinstance(arguments, dict):
+        raise PodError(Reason.MALFORMED_ANNOTATION, f"{where} is not a JSON object")
+    return {
+        f"input:{name}": property_value(value, f"parameter {name!r}") for name, value in arguments.items()
+    }
+
+
+def _output_types(spec: dict[str, Any]) -> dict[str, str]:
+    """Argo-sanitised output name -> artifact type name, from the component spec."""
+    outputs = spec.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise PodError(Reason.MALFORMED_ANNOTATION, "component_spec outputs is not a list")
+    types: dict[str, str] = {}
+    for output in outputs:
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise PodError(Reason.MALFORMED_ANNOTATION, "component_spec output has no name")
+        type_name = output.get("type")
+        # A structured type such as {"GCSPath": {...}} is named by its only key;
+        # the upstream writer crashed on these and never recorded outputs.
+        if isinstance(type_name, dict) and len(type_name) == 1:
+            type_name = next(iter(type_name))
+        if isinstance(type_name, str) and type_name:
+            types[output_name_to_argo(output["name"])] = type_name
+    return types
+
+
+def input_name(artifact: JSON) -> str:
+    """The INPUT event key: the artifact path minus `/tmp/inputs/` and `/data`."""
+    name = artifact.get("path") or artifact.get("name") or ""
+    if not isinstance(name, str):
+        raise PodError(Reason.MALFORMED_TEMPLATE, "input artifact path is not a string")
+    if name.startswith(c.INPUT_PATH_PREFIX):
+        name = name[len(c.INPUT_PATH_PREFIX) :]
+    if name.endswith(c.INPUT_PATH_SUFFIX):
+        name = name[: -len(c.INPUT_PATH_SUFFIX)]
+    return name
+
+
+def _inputs(template: JSON, options: ReconcileOptions) -> tuple[DesiredInput, ...]:
+    inputs = template.get("inputs") or {}
+    artifacts = inputs.get("artifacts") or [] if isinstance(inputs, dict) else None
+    if not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts):
+        raise PodError(Reason.MALFORMED_TEMPLATE, "template inputs.artifacts is not a list")
+    archive = template.get("archiveLocation")
+    links = []
+    for artifact in artifacts:
+        uri = artifact_uri(artifact, archive, options.repository)
+        if uri is not None:
+            links.append(DesiredInput(name=input_name(artifact), uri=uri))
+    return tuple(links)
+
+
+def _outputs(
+    artifacts: list[JSON],
+    template: JSON,
+    spec: dict[str, Any],
+    ref: StepRef,
+    options: ReconcileOptions,
+) -> tuple[DesiredArtifact, ...]:
+    template_name = template.get("name") or ""
+    prefix = f"{template_name}-"
+    types = _output_types(spec)
+    archive = template.get("archiveLocation")
+    by_name: dict[str, DesiredArtifact] = {}
+    for artifact in artifacts:
+        name = artifact["name"]
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+        uri = artifact_uri(artifact, archive, options.repository)
+        if uri is None:
+            continue
+        argo_json = json.dumps(artifact, sort_keys=True)
+        by_name[name] = DesiredArtifact(
+            key=keys.output_artifact_key(ref.namespace, ref.workflow_uid, ref.node_id, name),
+            name=name,
+            type_name=types.get(name, c.NO_TYPE),
+            uri=uri,
+            custom_properties={
+                "name": name,
+                "pipeline_name": ref.workflow_name,
+                "run_id": ref.workflow_name,
+                "argo_artifact": property_value(argo_json, f"output artifact {name!r}"),
+            },
+        )
+    return tuple(by_name.values())
+
+
+def desired_step(
+    pod: PodView,
+    disposition: Disposition,
+    options: ReconcileOptions,
+    *,
+    taskresult: JSON | None = None,
+    node: JSON | None = None,
+) -> DesiredStep:
+    """The records one pod's step should have; raises PodError for bad input.
+
+    `taskresult` and `node` are the step's WorkflowTaskResult and Workflow
+    `status.nodes` entry when the caller has them: the other output sources.
+    """
+    if pod.workflow_uid is None:
+        raise PodError(
+            Reason.NO_WORKFLOW_OWNER,
+            "pod has no ownerReference to its Workflow, so its step key cannot be derived",
+        )
+    template = template_of(pod)
+    template_name = template.get("name") or ""
+    if not isinstance(template_name, str):
+        raise PodError(Reason.MALFORMED_TEMPLATE, "template name is not a string")
+    node_id = pod.node_id()
+    ref = StepRef(pod.namespace, pod.workflow_name, pod.workflow_uid, node_id, pod.name)
+    component_name, type_name, spec = _component(pod, template_name)
+
+    custom: Properties = {
+        "kfp_pod_name": pod.name,
+        # DESIGN.md: the KFP UI matches `pod_name` against the Argo node id,
+        # which differs from the pod name under pod-name scheme v2 (#11457).
+        "pod_name": node_id,
+        **_parameter_arguments(pod),
+    }
+    state = _POD_PHASE_STATE.get(pod.phase, ExecutionState.UNKNOWN)
+    outputs: tuple[DesiredArtifact, ...] | None
+    if disposition is Disposition.RECORD_CACHE_HIT:
+        state = ExecutionState.CACHED
+        original = pod.labels.get(c.EXECUTION_ID_LABEL)
+        if original:
+            custom["cached_execution_id"] = original
+        # The outputs belong to the original execution; a cache hit adds none.
+        outputs = ()
+    else:
+        reported = reported_output_artifacts(pod, taskresult, node)
+        outputs = None if reported is None else _outputs(reported, template, spec, ref, options)
+
+    execution = DesiredExecution(
+        key=keys.execution_key(pod.namespace, pod.workflow_uid, node_id),
+        type_name=type_name,
+        properties={
+            "pipeline_name": pod.workflow_name,
+            "run_id": pod.workflow_name,
+            "component_id": component_name,
+        },
+        custom_properties=custom,
+        state=state,
+    )
+    return DesiredStep(
+        ref=ref,
+        context=desired_context(pod.workflow_name),
+        execution=execution,
+        inputs=_inputs(template, options),
+        outputs=outputs,
+    )

@@ -1,0 +1,368 @@
+"""Plan: desired records vs what MLMD holds -> the writes that converge them.
+
+`plan_step` is the reconciler's one small function: given one step's desired
+records and the stored state read for it, it says what to create, adopt
+(records the upstream writer left without an external_id) or update, and
+which inputs must wait for their upstream artifact. Applying a plan and
+planning again gives an empty plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from reconcile.errors import PodError, Reason
+from reconcile.records import (
+    DesiredArtifact,
+    DesiredContext,
+    DesiredExecution,
+    DesiredInput,
+    DesiredStep,
+    EventKind,
+    ExecutionState,
+    Properties,
+    StoredArtifact,
+    StoredContext,
+    StoredEvent,
+    StoredExecution,
+)
+
+TERMINAL_STATES = frozenset(
+    {ExecutionState.COMPLETE, ExecutionState.FAILED, ExecutionState.CACHED, ExecutionState.CANCELED}
+)
+
+
+@dataclass
+class ActualState:
+    """What MLMD holds for the steps of one pass, read in batches by `store/`."""
+
+    contexts: dict[str, StoredContext] = field(default_factory=dict)  # KfpRun, by name
+    executions: dict[str, StoredExecution] = field(default_factory=dict)  # by external_id
+    # Executions of contexts scanned for adoption (only where a step's key was missing).
+    context_executions: dict[int, list[StoredExecution]] = field(default_factory=dict)
+    artifacts: dict[str, StoredArtifact] = field(default_factory=dict)  # by external_id
+    artifacts_by_id: dict[int, StoredArtifact] = field(default_factory=dict)
+    artifacts_by_uri: dict[str, list[StoredArtifact]] = field(default_factory=dict)
+    events: dict[int, list[StoredEvent]] = field(default_factory=dict)  # by execution id
+
+
+class Op(StrEnum):
+    """How a record is brought in line."""
+
+    CREATE = "create"
+    ADOPT = "adopt"  # written by the upstream writer: set our external_id
+    UPDATE = "update"
+
+
+@dataclass(frozen=True)
+class ContextWrite:
+    op: Op
+    desired: DesiredContext
+    stored: StoredContext | None
+
+
+@dataclass(frozen=True)
+class ExecutionWrite:
+    op: Op
+    desired: DesiredExecution
+    stored: StoredExecution | None
+    changes: tuple[str, ...]
+
+    def merged_properties(self) -> tuple[Properties, Properties, ExecutionState]:
+        """The values to write: stored ones we do not own are kept."""
+        base = self.stored
+        props = {**(base.properties if base else {}), **self.desired.properties}
+        custom = {**(base.custom_properties if base else {}), **self.desired.custom_properties}
+        return props, custom, effective_state(self.desired.state, base)
+
+
+@dataclass(frozen=True)
+class InputLink:
+    """An INPUT event to add: to a stored artifact, or to one this pass creates."""
+
+    name: str
+    uri: str
+    artifact_id: int | None
+    artifact_key: str | None
+
+
+@dataclass(frozen=True)
+class OutputWrite:
+    """An output artifact to create/adopt/update (op None: only its OUTPUT event is missing)."""
+
+    op: Op | None
+    desired: DesiredArtifact
+    stored: StoredArtifact | None
+    add_event: bool
+    changes: tuple[str, ...] = ()
+
+    def merged_custom_properties(self) -> Properties:
+        base = self.stored.custom_properties if self.stored else {}
+        return {**base, **self.desired.custom_properties}
+
+
+@dataclass(frozen=True)
+class LinkedInput:
+    """An input already linked in MLMD (or linked by this plan once applied)."""
+
+    name: str
+    uri: str
+    artifact_id: int | None
+    artifact_key: str | None = None
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The writes one step needs, and what it already has."""
+
+    step: DesiredStep
+    context_id: int | None
+    execution_id: int | None
+    context: ContextWrite | None
+    execution: ExecutionWrite | None
+    inputs: tuple[InputLink, ...]
+    outputs: tuple[OutputWrite, ...]
+    # Inputs already linked, for the pod's input-ids annotation.
+    linked_inputs: tuple[LinkedInput, ...]
+    # Output artifacts already stored and complete: (desired, stored id).
+    stored_outputs: tuple[tuple[DesiredArtifact, int], ...]
+    pending_inputs: tuple[DesiredInput, ...]
+
+    @property
+    def writes_mlmd(self) -> bool:
+        return bool(self.context or self.execution or self.inputs or self.outputs)
+
+    def actions(self) -> Iterator[tuple[str, str]]:
+        """(kind, detail) for every MLMD write, e.g. ("execution.create", key)."""
+        if self.context:
+            yield f"context.{self.context.op}", self.context.desired.name
+        if self.execution:
+            detail = self.execution.desired.key
+            if self.execution.changes and self.execution.op is not Op.CREATE:
+                detail += f" ({', '.join(self.execution.changes)})"
+            yield f"execution.{self.execution.op}", detail
+        for link in self.inputs:
+            yield "event.input", f"{self.step.execution.key} <- {link.name} ({link.uri})"
+        for out in self.outputs:
+            if out.op is not None:
+                detail = out.desired.key
+                if out.changes and out.op is not Op.CREATE:
+                    detail += f" ({', '.join(out.changes)})"
+                yield f"artifact.{out.op}", detail
+            if out.add_event:
+                yield "event.output", f"{self.step.execution.key} -> {out.desired.name}"
+
+
+def effective_state(desired: ExecutionState, stored: StoredExecution | None) -> ExecutionState:
+    """A recorded end state is never moved back by a stale or unknown observation."""
+    if stored is not None and stored.state in TERMINAL_STATES and desired not in TERMINAL_STATES:
+        return stored.state
+    if desired is ExecutionState.UNKNOWN and stored is not None:
+        return stored.state
+    return desired
+
+
+def _changed(desired: Properties, stored: Properties, prefix: str) -> list[str]:
+    return [
+        f"{prefix}{k}"
+        for k, v in desired.items()
+        if k not in stored or stored[k] != v or type(stored[k]) is not type(v)
+    ]
+
+
+def execution_changes(desired: DesiredExecution, stored: StoredExecution) -> tuple[str, ...]:
+    """The fields of a stored execution that differ from the desired one (type excluded)."""
+    changes = []
+    if stored.external_id != desired.key:
+        changes.append("external_id")
+    changes += _changed(desired.properties, stored.properties, "property:")
+    changes += _changed(desired.custom_properties, stored.custom_properties, "custom:")
+    if effective_state(desired.state, stored) != stored.state:
+        changes.append("state")
+    return tuple(changes)
+
+
+def artifact_changes(desired: DesiredArtifact, stored: StoredArtifact) -> tuple[str, ...]:
+    """The fields of a stored artifact that differ from the desired one (type excluded)."""
+    changes = []
+    if stored.external_id != desired.key:
+        changes.append("external_id")
+    if stored.uri != desired.uri:
+        changes.append("uri")
+    changes += _changed(desired.custom_properties, stored.custom_properties, "custom:")
+    return tuple(changes)
+
+
+def find_context(step: DesiredStep, actual: ActualState) -> StoredContext | None:
+    """The run context by name; one with a foreign external_id is a conflict."""
+    stored = actual.contexts.get(step.context.name)
+    if stored is not None and stored.external_id not in (None, step.context.key):
+        raise PodError(
+            Reason.MLMD_CONFLICT,
+            f"context {stored.name!r} (id {stored.id}) has external_id {stored.external_id!r}, "
+            f"not {step.context.key!r}",
+        )
+    return stored
+
+
+def find_execution(
+    step: DesiredStep, actual: ActualState, context: StoredContext | None
+) -> StoredExecution | None:
+    """Ours by key; else one the upstream writer left in the run context for this pod."""
+    stored = actual.executions.get(step.execution.key)
+    if stored is not None or context is None or step.ref.pod_name is None:
+        return stored
+    candidates = [
+        e
+        for e in actual.context_executions.get(context.id, ())
+        if e.external_id is None
+        and e.custom_properties.get("kfp_pod_name") == step.ref.pod_name
+        and e.properties.get("run_id", e.custom_properties.get("run_id")) == step.ref.workflow_name
+    ]
+    return min(candidates, key=lambda e: e.id) if candidates else None
+
+
+def _events(actual: ActualState, execution: StoredExecution | None, kind: EventKind) -> list[StoredEvent]:
+    if execution is None:
+        return []
+    return [e for e in actual.events.get(execution.id, ()) if e.kind == kind]
+
+
+def find_output(
+    desired: DesiredArtifact, actual: ActualState, output_events: list[StoredEvent]
+) -> StoredArtifact | None:
+    """Ours by key; else the artifact an OUTPUT event of this execution names (upstream)."""
+    stored = actual.artifacts.get(desired.key)
+    if stored is not None:
+        return stored
+    for event in output_events:
+        if event.path_key == desired.name:
+            candidate = actual.artifacts_by_id.get(event.artifact_id)
+            if candidate is not None and candidate.external_id is None:
+                return candidate
+    return None
+
+
+def pick_upstream(artifacts: Iterable[StoredArtifact]) -> StoredArtifact | None:
+    """Of several artifacts with one URI, the newest (upstream took the last one)."""
+    return max(artifacts, key=lambda a: a.id, default=None)
+
+
+def plan_step(
+    step: DesiredStep, actual: ActualState, pass_outputs: Mapping[str, str] | None = None
+) -> StepPlan:
+    """The writes that make MLMD hold `step`.
+
+    `pass_outputs` maps URI -> artifact key for outputs other steps of this
+    pass will create, so a downstream step links to them in the same pass.
+    """
+    pass_outputs = pass_outputs or {}
+    context = find_context(step, actual)
+    context_write = None
+    if context is None:
+        context_write = ContextWrite(Op.CREATE, step.context, None)
+    elif context.external_id is None:
+        context_write = ContextWrite(Op.ADOPT, step.context, context)
+    elif any(context.properties.get(k) != v for k, v in step.context.properties.items()):
+        context_write = ContextWrite(Op.UPDATE, step.context, context)
+
+    execution = find_execution(step, actual, context)
+    execution_write = None
+    if execution is None:
+        execution_write = ExecutionWrite(Op.CREATE, step.execution, None, ())
+    else:
+        changes = execution_changes(step.execution, execution)
+        if context_write is not None and context_write.op is Op.CREATE:
+            # The context is new but the execution is not: re-put it so the
+            # transaction associates it with the context.
+            changes += ("association",)
+        if changes:
+            op = Op.ADOPT if execution.external_id is None else Op.UPDATE
+            execution_write = ExecutionWrite(op, step.execution, execution, changes)
+
+    # Inputs: an INPUT event with the same key, or to the same artifact
+    # (MLMD allows one event per execution, artifact and type), satisfies one.
+    input_events = _events(actual, execution, EventKind.INPUT)
+    linked_keys = {e.path_key for e in input_events}
+    linked_artifacts = {e.artifact_id for e in input_events}
+    links: list[InputLink] = []
+    linked: list[LinkedInput] = []
+    pending: list[DesiredInput] = []
+    for want in step.inputs:
+        if want.name in linked_keys:
+            event = next(e for e in input_events if e.path_key == want.name)
+            linked.append(LinkedInput(want.name, want.uri, event.artifact_id))
+            continue
+        upstream = pick_upstream(actual.artifacts_by_uri.get(want.uri, ()))
+        if upstream is not None:
+            if upstream.id in linked_artifacts:
+                linked.append(LinkedInput(want.name, want.uri, upstream.id))
+                continue
+            linked_artifacts.add(upstream.id)
+            links.append(InputLink(want.name, want.uri, upstream.id, None))
+        elif want.uri in pass_outputs and pass_outputs[want.uri] not in {link.artifact_key for link in links}:
+            links.append(InputLink(want.name, want.uri, None, pass_outputs[want.uri]))
+        else:
+            pending.append(want)
+
+    outputs: list[OutputWrite] = []
+    stored_outputs: list[tuple[DesiredArtifact, int]] = []
+    output_events = _events(actual, execution, EventKind.OUTPUT)
+    evented = {e.artifact_id for e in output_events}
+    for want in step.outputs or ():
+        stored = find_output(want, actual, output_events)
+        if stored is None:
+            outputs.append(OutputWrite(Op.CREATE, want, None, add_event=True))
+            continue
+        changes = artifact_changes(want, stored)
+        op = None if not changes else (Op.ADOPT if stored.external_id is None else Op.UPDATE)
+        add_event = stored.id not in evented
+        if op is None and not add_event:
+            stored_outputs.append((want, stored.id))
+        else:
+            outputs.append(OutputWrite(op, want, stored, add_event, changes))
+
+    return StepPlan(
+        step=step,
+        context_id=context.id if context else None,
+        execution_id=execution.id if execution else None,
+        context=context_write,
+        execution=execution_write,
+        inputs=tuple(links),
+        outputs=tuple(outputs),
+        linked_inputs=tuple(linked),
+        stored_outputs=tuple(stored_outputs),
+        pending_inputs=tuple(pending),
+    )
+
+
+def pass_outputs_by_uri(steps: Iterable[DesiredStep], actual: ActualState) -> dict[str, str]:
+    """URI -> key of the outputs this pass will create (not yet stored under any id)."""
+    found: dict[str, str] = {}
+    for step in steps:
+        for out in step.outputs or ():
+            if out.key not in actual.artifacts and out.uri not in actual.artifacts_by_uri:
+                found.setdefault(out.uri, out.key)
+    return found
+
+
+def order_for_apply(plans: list[StepPlan]) -> list[StepPlan]:
+    """Producers before consumers, so inputs link to outputs created in the same pass."""
+    producer = {out.desired.key: i for i, p in enumerate(plans) for out in p.outputs if out.op is Op.CREATE}
+    done: set[int] = set()
+    ordered: list[StepPlan] = []
+
+    def visit(i: int, trail: frozenset[int]) -> None:
+        if i in done or i in trail:
+            return
+        for link in plans[i].inputs:
+            if link.artifact_key is not None and link.artifact_key in producer:
+                visit(producer[link.artifact_key], trail | {i})
+        done.add(i)
+        ordered.append(plans[i])
+
+    for i in range(len(plans)):
+        visit(i, frozenset())
+    return ordered

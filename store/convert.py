@@ -1,0 +1,91 @@
+"""MLMD protos <-> the pure layer's plain records (the only place that knows both)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from reconcile.records import (
+    ExecutionState,
+    Properties,
+    PropertyValue,
+    StoredArtifact,
+    StoredContext,
+    StoredEvent,
+    StoredExecution,
+)
+
+
+def to_value(value: PropertyValue) -> pb.Value:
+    """int -> int_value, float -> double_value, str -> string_value, None -> empty Value."""
+    if value is None:
+        return pb.Value()
+    if isinstance(value, int):
+        return pb.Value(int_value=value)
+    if isinstance(value, float):
+        return pb.Value(double_value=value)
+    return pb.Value(string_value=value)
+
+
+def from_value(value: pb.Value) -> PropertyValue:
+    """The plain value of an MLMD Value (None when no field is set)."""
+    which = value.WhichOneof("value")
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return value.double_value
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return int(value.bool_value)
+    if which is None:
+        return None
+    return str(getattr(value, which))
+
+
+def fill(target: Mapping[str, pb.Value], values: Properties) -> None:
+    """Copy plain values into a proto map field."""
+    for key, value in values.items():
+        target[key].CopyFrom(to_value(value))  # type: ignore[index]
+
+
+def _plain(values: Mapping[str, pb.Value]) -> Properties:
+    return {k: from_value(v) for k, v in values.items()}
+
+
+def stored_context(proto: pb.Context) -> StoredContext:
+    return StoredContext(
+        id=proto.id,
+        external_id=proto.external_id or None,
+        name=proto.name,
+        type_name=proto.type,
+        properties=_plain(proto.properties),
+    )
+
+
+def stored_execution(proto: pb.Execution) -> StoredExecution:
+    return StoredExecution(
+        id=proto.id,
+        external_id=proto.external_id or None,
+        type_name=proto.type,
+        properties=_plain(proto.properties),
+        custom_properties=_plain(proto.custom_properties),
+        state=ExecutionState(proto.last_known_state),
+    )
+
+
+def stored_artifact(proto: pb.Artifact) -> StoredArtifact:
+    return StoredArtifact(
+        id=proto.id,
+        external_id=proto.external_id or None,
+        type_name=proto.type,
+        uri=proto.uri,
+        custom_properties=_plain(proto.custom_properties),
+    )
+
+
+def stored_event(proto: pb.Event) -> StoredEvent:
+    steps = proto.path.steps
+    key = steps[0].key if steps and steps[0].HasField("key") else None
+    return StoredEvent(proto.execution_id, proto.artifact_id, proto.type, key)

@@ -1,0 +1,55 @@
+"""MLMD types: created once with the contract's schema, then cached by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ml_metadata import errors
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from reconcile import conventions as c
+
+
+class TypeRegistry:
+    """Type name -> id for the context, execution and artifact types the reconciler uses.
+
+    An existing type is reused by name without checks, as the upstream writer
+    does (contract §1.2); a missing one is created with the contract's
+    properties and no version. A concurrent creator is tolerated.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._ids: dict[tuple[str, str], int] = {}
+
+    def context_type_id(self, name: str = c.RUN_CONTEXT_TYPE) -> int:
+        props = dict.fromkeys(c.RUN_CONTEXT_PROPERTIES, pb.STRING)
+        return self._ensure("context", name, pb.ContextType(name=name, properties=props))
+
+    def execution_type_id(self, name: str) -> int:
+        props = dict.fromkeys(c.EXECUTION_PROPERTIES, pb.STRING)
+        return self._ensure("execution", name, pb.ExecutionType(name=name, properties=props))
+
+    def artifact_type_id(self, name: str) -> int:
+        # No declared properties since KFP PR #4004: values go in custom properties.
+        return self._ensure("artifact", name, pb.ArtifactType(name=name))
+
+    def forget(self) -> None:
+        """Drop the cache (after MLMD was restored from a backup, ids may differ)."""
+        self._ids.clear()
+
+    def _ensure(self, kind: str, name: str, proto: Any) -> int:
+        cached = self._ids.get((kind, name))
+        if cached is not None:
+            return cached
+        get = getattr(self._store, f"get_{kind}_type")
+        put = getattr(self._store, f"put_{kind}_type")
+        try:
+            type_id = get(name).id
+        except errors.NotFoundError:
+            try:
+                type_id = put(proto)
+            except errors.AlreadyExistsError:
+                type_id = get(name).id
+        self._ids[(kind, name)] = type_id
+        return type_id
