@@ -126,10 +126,16 @@ class _Subgraph:
         )
 
 
-def apply_plans(store: Any, types: TypeRegistry, plans: Sequence[StepPlan]) -> ApplyResult:
-    """Write every plan; a failed transaction fails only its own steps."""
+def apply_plans(
+    store: Any, types: TypeRegistry, plans: Sequence[StepPlan], created_ids: dict[str, int] | None = None
+) -> ApplyResult:
+    """Write every plan; a failed transaction fails only its own steps.
+
+    `created_ids` (artifact key -> id) carries the outputs written by earlier
+    calls of the same pass, so their consumers can link to them.
+    """
     result = ApplyResult()
-    created_ids: dict[str, int] = {}
+    created_ids = {} if created_ids is None else created_ids
     by_workflow: dict[str, list[StepPlan]] = defaultdict(list)
     for plan in plans:
         if plan.writes_mlmd:

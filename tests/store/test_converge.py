@@ -74,7 +74,11 @@ def test_running_steps_then_outputs_later(sqlite_url: str) -> None:
     done = pods_of(steps, phase="Succeeded", profile="3.3")
     for old, new in zip(running, done, strict=True):
         new["metadata"]["labels"].update(
-            {k: v for k, v in old["metadata"]["labels"].items() if k.startswith("pipelines.kubeflow.org/metadata")}
+            {
+                k: v
+                for k, v in old["metadata"]["labels"].items()
+                if k.startswith("pipelines.kubeflow.org/metadata")
+            }
         )
     second = run(store, done)
     assert second.actions["execution.update"] == 2  # state RUNNING -> COMPLETE

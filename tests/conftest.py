@@ -1,0 +1,162 @@
+"""Shared pytest fixtures: the three MLMD backends and the ``shared/`` folder.
+
+* ``store_url`` -- parametrised over sqlite, mysql and grpc: a test that takes it runs once
+  on each backend, each time on a fresh, empty store;
+* ``sqlite_url``, ``mysql_url``, ``grpc_url`` (and ``grpc_server``) -- one backend each;
+* ``mariadb_server`` -- the MariaDB server at 127.0.0.1:3306 (root, no password) that every
+  machine here and CI runs: if it is not reachable the tests that need it FAIL, loudly;
+* ``shared_dir`` -- the ``shared/`` folder beside the repository.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from store.server import MetadataServer
+
+MARIADB_HOST = "127.0.0.1"
+MARIADB_PORT = 3306
+MARIADB_USER = "root"
+MARIADB_PASSWORD = ""
+
+STORE_KINDS = ("sqlite", "mysql", "grpc")
+DB_PREFIX = "kfpmr_t_"  # test databases are named kfpmr_t_<pid>_<counter>
+
+_db_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class MariaDB:
+    """Where the test MariaDB server is, and a way to run admin statements on it."""
+
+    host: str = MARIADB_HOST
+    port: int = MARIADB_PORT
+    user: str = MARIADB_USER
+    password: str = MARIADB_PASSWORD
+
+    def connect(self, database: str | None = None, timeout_s: float = 5.0) -> Any:
+        """A new autocommit PyMySQL connection (close it, or use it in a ``with``)."""
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            connect_timeout=timeout_s,
+            autocommit=True,
+        )
+
+    def execute(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement on a fresh connection and return its rows."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, args)
+                return list(cursor.fetchall())
+        finally:
+            conn.close()
+
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name`` if it exists (waiting at most 30 s for table locks)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SET SESSION lock_wait_timeout = 30")
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()
+
+    def url(self, database: str) -> str:
+        """The store URL of ``database`` on this server."""
+        cred = self.user if not self.password else f"{self.user}:{self.password}"
+        return f"mysql://{cred}@{self.host}:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> MariaDB:
+    """The MariaDB server every machine runs; fails (never skips) when it is unreachable."""
+    server = MariaDB()
+    problem = None
+    try:
+        server.execute("SELECT 1")
+    except Exception as exc:  # any failure here means the environment is broken
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        pytest.fail(
+            f"MariaDB is not reachable at {server.host}:{server.port} as {server.user!r} "
+            f"with an empty password ({problem}); the store tests need it. "
+            "Start it (scripts/test.sh does: start-stop-daemon --start --background "
+            "--exec /usr/sbin/mariadbd) and run the tests again.",
+            pytrace=False,
+        )
+    _drop_stale_databases(server)
+    return server
+
+
+def _drop_stale_databases(server: MariaDB) -> None:
+    """Drop test databases left behind by test processes that no longer run."""
+    for (name,) in server.execute(f"SHOW DATABASES LIKE '{DB_PREFIX}%'"):
+        pid = name[len(DB_PREFIX) :].split("_", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            server.drop_database(name)
+
+
+@pytest.fixture
+def mysql_url(mariadb_server: MariaDB) -> Iterator[str]:
+    """A fresh, empty MariaDB database for this test as a ``mysql://`` URL; dropped after.
+
+    The database itself is not created: MLMD creates it on first connect.
+    """
+    name = f"{DB_PREFIX}{os.getpid()}_{next(_db_counter)}"
+    mariadb_server.drop_database(name)
+    yield mariadb_server.url(name)
+    mariadb_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A ``sqlite:////abs/path`` URL of a not yet existing file under ``tmp_path``."""
+    return f"sqlite:///{tmp_path / 'mlmd' / 'metadata.sqlite'}"
+
+
+@pytest.fixture
+def grpc_server(tmp_path: Path) -> Iterator[MetadataServer]:
+    """The project's MLMD gRPC server over a fresh SQLite file, started; stopped after."""
+    server = MetadataServer(f"sqlite:///{tmp_path / 'mlmd-server' / 'metadata.sqlite'}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def grpc_url(grpc_server: MetadataServer) -> str:
+    """The ``grpc://127.0.0.1:PORT`` URL of :func:`grpc_server`."""
+    return grpc_server.url
+
+
+@pytest.fixture(params=STORE_KINDS, ids=list(STORE_KINDS))
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty MLMD store of each kind in turn: sqlite, mysql, grpc."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ``shared/`` folder beside the repository (fixtures, reference docs)."""
+    path = Path(__file__).resolve().parents[1].parent / "shared"
+    if not path.is_dir():
+        pytest.fail(
+            f"the shared/ folder is missing: expected it at {path} (beside the repository)",
+            pytrace=False,
+        )
+    return path

@@ -1,0 +1,115 @@
+"""Property tests: any mix of pods and pre-existing MLMD state converges in one pass."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.reconcile_pass import PassReport, reconcile_pods
+from reconcile.options import ReconcileOptions
+from store.connect import open_store
+from store.types import TypeRegistry
+from tests.podfactory import Step, chain, pod
+from tests.store.test_converge import apply_patches
+from tests.upstream_writer import write_like_upstream
+
+KFP = "pipelines.kubeflow.org/"
+
+
+def run(store: Any, pods: list[dict[str, Any]]) -> PassReport:
+    return reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions())
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    workflows = draw(st.integers(1, 3))
+    profile = draw(st.sampled_from(["3.1", "3.3", "3.5"]))
+    steps: list[Step] = []
+    for w in range(workflows):
+        steps += chain(f"wf-{w}", draw(st.integers(1, 4)))
+    phases = [draw(st.sampled_from(["Pending", "Running", "Succeeded", "Failed"])) for _ in steps]
+    # What existed before the pass: written upstream-style, by an earlier pass of ours, or nothing.
+    history = [draw(st.sampled_from(["none", "upstream", "ours", "ours_running"])) for _ in steps]
+    bad_labels = [draw(st.sampled_from([None, "missing", "other"])) for _ in steps]
+    return {
+        "steps": steps,
+        "profile": profile,
+        "phases": phases,
+        "history": history,
+        "bad_labels": bad_labels,
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+def build_pods(sc: dict[str, Any]) -> list[dict[str, Any]]:
+    by_template: dict[str, dict[str, Step]] = {}
+    for s in sc["steps"]:
+        by_template.setdefault(s.workflow, {})[s.template] = s
+    return [
+        pod(s, by_template[s.workflow], profile=sc["profile"], phase=phase, outputs_annotation=True)
+        for s, phase in zip(sc["steps"], sc["phases"], strict=True)
+    ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_one_pass_converges_from_any_state(sc: dict[str, Any]) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        store = open_store(f"sqlite:///{tmp}/m.sqlite")
+        pods = build_pods(sc)
+        rng = random.Random(sc["seed"])
+        # Earlier history, in pipeline order so upstream links exist where they would.
+        for p, how in zip(pods, sc["history"], strict=True):
+            if how == "upstream":
+                patch = write_like_upstream(store, p, outputs=rng.random() < 0.7)
+                p["metadata"]["labels"].update(patch["labels"])
+                p["metadata"]["annotations"].update(patch["annotations"])
+            elif how.startswith("ours"):
+                earlier = json.loads(json.dumps(p))
+                if how == "ours_running":
+                    earlier["status"]["phase"] = "Running"
+                    earlier["metadata"]["annotations"].pop("workflows.argoproj.io/outputs", None)
+                apply_patches([earlier], run(store, [earlier]))
+                p["metadata"]["labels"].update(earlier["metadata"]["labels"])
+                p["metadata"]["annotations"].update(earlier["metadata"]["annotations"])
+        # Labels that lie: an id that does not exist, or one that names another record.
+        for p, bad in zip(pods, sc["bad_labels"], strict=True):
+            if bad == "missing":
+                p["metadata"]["labels"][KFP + "metadata_execution_id"] = "99999"
+            elif bad == "other":
+                p["metadata"]["labels"][KFP + "metadata_execution_id"] = "1"
+
+        first = run(store, pods)
+        assert first.errors == []
+        apply_patches(pods, first)
+        second = run(store, pods)
+        assert sum(second.actions.values()) == 0, second.actions
+        assert second.pod_patches == []
+        assert second.transactions == 0
+
+        # Exactly one execution per step, one artifact per reported output, each pod
+        # labelled with the id of the execution that carries its key.
+        executions = store.get_executions()
+        assert len(executions) == len(pods)
+        by_pod = {e.custom_properties["kfp_pod_name"].string_value: e for e in executions}
+        for p in pods:
+            label = p["metadata"]["labels"][KFP + "metadata_execution_id"]
+            assert by_pod[p["metadata"]["name"]].id == int(label)
+        finished = [p for p in pods if "workflows.argoproj.io/outputs" in p["metadata"]["annotations"]]
+        expected = sum(
+            len(json.loads(p["metadata"]["annotations"]["workflows.argoproj.io/outputs"])["artifacts"])
+            for p in finished
+        )
+        assert len(store.get_artifacts()) == expected
+        events = store.get_events_by_execution_ids([e.id for e in executions])
+        assert len({(e.execution_id, e.artifact_id, e.type) for e in events}) == len(events)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
