@@ -110,9 +110,9 @@ def test_adopts_upstream_records_without_duplicates(store_url: str) -> None:
     assert sum(run(store, pods).actions.values()) == 0
 
 
-def test_same_state_on_every_backend_as_on_sqlite(store_url: str, sqlite_url: str) -> None:
+def test_same_state_on_every_backend_as_on_sqlite(store_url: str, tmp_path: Any) -> None:
     pods = pods_of(chain("wf-c", 3), profile="3.5", outputs_annotation=True)
-    stores = [open_store(store_url), open_store(sqlite_url)]
+    stores = [open_store(store_url), open_store(f"sqlite:///{tmp_path}/reference.sqlite")]
     for store in stores:
         run(store, [json.loads(json.dumps(p)) for p in pods])
     assert snapshot(stores[0]) == snapshot(stores[1])
