@@ -105,6 +105,8 @@ def _print_text(report: Any, dry_run: bool) -> None:
     print(f"pod label changes (not applied from a file): {len(report.pod_patches)}")
     for patch in report.pod_patches:
         print(f"  {patch.namespace}/{patch.pod}: {json.dumps(patch.patch['metadata'], sort_keys=True)}")
+    for warning in report.warnings:
+        print(f"warning: {warning.namespace}/{warning.pod}: {warning.message}")
     print(f"errors:        {len(report.errors)}")
     for problem in report.errors:
         print(f"  {problem}")

@@ -20,7 +20,7 @@ from reconcile.classify import Disposition, classify
 from reconcile.desired import desired_step
 from reconcile.errors import PodError, Reason
 from reconcile.options import ReconcileOptions
-from reconcile.plan import StepPlan, pass_outputs_by_uri, plan_step
+from reconcile.plan import StepPlan, order_for_apply, pass_outputs_by_uri, plan_step
 from reconcile.pod_metadata import (
     AppliedIds,
     current_pod_metadata,
@@ -65,6 +65,7 @@ class PassReport:
     pods_seen: int = 0
     pods_skipped: Counter[str] = field(default_factory=Counter)
     errors: list[PodProblem] = field(default_factory=list)
+    warnings: list[PodProblem] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
     pod_patches: list[PodPatch] = field(default_factory=list)
     pending_inputs: int = 0
@@ -79,6 +80,7 @@ class PassReport:
             "pods_skipped": sum(self.pods_skipped.values()),
             "pods_skipped_by_reason": dict(sorted(self.pods_skipped.items())),
             "errors": [e.__dict__ for e in self.errors],
+            "warnings": [w.__dict__ for w in self.warnings],
             "actions": dict(sorted(self.actions.items())),
             "pod_patches": [p.__dict__ for p in self.pod_patches],
             "pending_inputs": self.pending_inputs,
@@ -137,6 +139,8 @@ def desired_steps(
         except PodError as exc:
             report.errors.append(PodProblem(pod.namespace, pod.name, exc.reason, exc.message))
             continue
+        for warning in desired.warnings:
+            report.warnings.append(PodProblem(pod.namespace, pod.name, "warning", warning))
         steps[desired.execution.key] = _Step(pod, disposition, desired)
     return list(steps.values())
 
@@ -226,8 +230,11 @@ def _retry_one_by_one(
         if isinstance(error, STORE_DOWN):
             raise error
     done = []
-    for step, plan in _plan_all(failed, store, report):
-        result = apply_plans(store, types, [plan])
+    created_ids: dict[str, int] = {}
+    planned = _plan_all(failed, store, report)
+    order = {id(p): i for i, p in enumerate(order_for_apply([p for _, p in planned]))}
+    for step, plan in sorted(planned, key=lambda sp: order[id(sp[1])]):
+        result = apply_plans(store, types, [plan], created_ids)
         report.transactions += result.transactions
         error = result.failed.get(plan.step.execution.key)
         if error is None:

@@ -82,14 +82,28 @@ def _component(pod: PodView, template_name: str) -> tuple[str, str, dict[str, An
     return name, f"{c.EXECUTION_TYPE_PREFIX}{name}@sha256={digest}", spec
 
 
-def _parameter_arguments(pod: PodView) -> Properties:
+def _parameter_arguments(pod: PodView, warnings: list[str]) -> Properties:
+    """`input:<name>` custom properties from the parameter arguments annotation.
+
+    Argo substitutes loop items into this JSON text verbatim, so a dict item
+    yields invalid JSON (`{"s": "{"a":1}"}`) on real clusters. The values are
+    display-only, so the step is still recorded, without them, and a warning
+    says why -- as the upstream writer, which ignored them silently.
+    """
     text = pod.annotations.get(c.PARAMETER_ARGUMENTS_ANNOTATION)
     if text is None:
         return {}
     where = f"annotation {c.PARAMETER_ARGUMENTS_ANNOTATION}"
-    arguments = parse_json_text(text, where, Reason.MALFORMED_ANNOTATION)
+    try:
+        arguments = parse_json_text(text, where, Reason.MALFORMED_ANNOTATION)
+    except PodError as exc:
+        if exc.reason is not Reason.MALFORMED_ANNOTATION:
+            raise
+        warnings.append(f"{exc.message}; parameter arguments not recorded")
+        return {}
     if not isinstance(arguments, dict):
-        raise PodError(Reason.MALFORMED_ANNOTATION, f"{where} is not a JSON object")
+        warnings.append(f"{where} is not a JSON object; parameter arguments not recorded")
+        return {}
     return {
         f"input:{name}": property_value(value, f"parameter {name!r}") for name, value in arguments.items()
     }
@@ -201,12 +215,13 @@ def desired_step(
     ref = StepRef(pod.namespace, pod.workflow_name, pod.workflow_uid, node_id, pod.name)
     component_name, type_name, spec = _component(pod, template_name)
 
+    warnings: list[str] = []
     custom: Properties = {
         "kfp_pod_name": pod.name,
         # DESIGN.md: the KFP UI matches `pod_name` against the Argo node id,
         # which differs from the pod name under pod-name scheme v2 (#11457).
         "pod_name": node_id,
-        **_parameter_arguments(pod),
+        **_parameter_arguments(pod, warnings),
     }
     state = _POD_PHASE_STATE.get(pod.phase, ExecutionState.UNKNOWN)
     outputs: tuple[DesiredArtifact, ...] | None
@@ -238,4 +253,5 @@ def desired_step(
         execution=execution,
         inputs=_inputs(template, options),
         outputs=outputs,
+        warnings=tuple(warnings),
     )

@@ -100,6 +100,8 @@ class DesiredStep:
     execution: DesiredExecution
     inputs: tuple[DesiredInput, ...]
     outputs: tuple[DesiredArtifact, ...] | None
+    # Problems that lost a detail but not the record (reported, not fatal).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
