@@ -49,7 +49,36 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--mlmd", metavar="URL", help="MLMD store URL (overrides KFPMR_MLMD_URL)")
     rec.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     rec.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    box = sub.add_parser(
+        "sandbox",
+        help="run KFP v1 workflows on a stand-in cluster and reconcile them (no cluster needed)",
+        description="Start the Kubernetes API emulator, an embedded SQLite MLMD and the Argo/KFP v1 "
+        "simulator; run fixture workflows; reconcile until nothing is left to do; print a summary.",
+    )
+    box.add_argument("--runs", type=int, default=5, help="workflows to run (default 5)")
+    box.add_argument(
+        "--argo", choices=("3.1", "3.3", "3.5", "3.6"), default="3.5", help="Argo version to act as"
+    )
+    box.add_argument("--workdir", default=".sandbox", help="where the kubeconfig and MLMD file go")
+    box.add_argument(
+        "--fixtures", help="folder of compiled KFP v1 workflows (default: ../shared/fixtures/...)"
+    )
+    box.add_argument("--seed", type=int, default=0, help="simulator seed")
     return parser
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from sandbox.demo import run_demo
+
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    try:
+        result = run_demo(
+            args.runs, profile=args.argo, workdir=Path(args.workdir), fixtures=args.fixtures, seed=args.seed
+        )
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_POD_ERRORS if result.errors else EXIT_OK
 
 
 def load_objects(path: str) -> tuple[list[Any], dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
@@ -155,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "reconcile":
             return _reconcile_file(args)
+        if args.command == "sandbox":
+            return _sandbox(args)
     except (UsageError, SettingsError, StoreConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
