@@ -294,6 +294,7 @@ class _Run:
     done: bool = False
     last_status: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    dirty: bool = True  # something changed since the controller last looked
 
 
 @dataclass
@@ -409,7 +410,7 @@ class Simulator:
         as a user would have to supply one when creating the run.
         """
         with self._lock:
-            wf = copy.deepcopy(workflow)
+            wf = json.loads(json.dumps(workflow))  # a deep copy, faster than deepcopy
             meta = wf.setdefault("metadata", {})
             if name is None:
                 name = meta.get("name")
@@ -452,7 +453,8 @@ class Simulator:
             run = self._new_run(created)
             self._runs[(namespace, name)] = run
             self._all.append(run)
-            self._persist(run, force=True)
+            if not self._sink.buffered:
+                self._persist(run, force=True)
             return name
 
     def step(self) -> bool:
@@ -576,9 +578,12 @@ class Simulator:
             "workflow.creationTimestamp.RFC3339": created,
             "workflow.priority": str(spec.get("priority", 0)),
         }
+        # like substituteGlobalVariables: {{workflow.*}} inside argument values resolve
+        # (KFP's RUN_ID_PLACEHOLDER is {{workflow.uid}})
         for p in (spec.get("arguments") or {}).get("parameters") or []:
             if "value" in p:
-                g[f"workflow.parameters.{p['name']}"] = str(p["value"])
+                p["value"] = substitute(str(p["value"]), g)
+                g[f"workflow.parameters.{p['name']}"] = p["value"]
         gc = spec.get("podGC") or {}
         pod_gc = gc.get("strategy") or self.pod_gc
         selector = (gc.get("labelSelector") or {}).get("matchLabels")
@@ -1371,6 +1376,8 @@ class Simulator:
             else:
                 continue
             changed = True
+        if changed:
+            run.dirty = True
         return changed
 
     def _pod_patch(self, run: _Run, pr: _PodRun, patch: dict[str, Any]) -> dict[str, Any] | None:
@@ -1547,6 +1554,9 @@ class Simulator:
 
     # ------------------------------------------------------------------ controller
     def _operate(self, run: _Run) -> None:
+        if not run.dirty:
+            return  # nothing happened since the last pass: operate would be a no-op
+        run.dirty = False
         # 1. assess pods into nodes
         for pr in run.pods.values():
             node = run.nodes.get(pr.node_id)
@@ -1737,11 +1747,13 @@ class Simulator:
         if blob == run.last_status and not force:
             return
         run.last_status = blob
-        patch: dict[str, Any] = {"metadata": {"labels": labels}, "status": status}
-        if self.compress_nodes:
-            patch["status"]["nodes"] = None
+        # a JSON patch replacing the whole status (as the controller's Update does), so
+        # node fields keep their Go order and nothing stale survives
+        patch: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
+        patch += [{"op": "add", "path": "/metadata/labels/" + k.replace("~", "~0")
+                   .replace("/", "~1"), "value": v} for k, v in labels.items()]
         try:
-            self.cluster.patch("workflows", run.namespace, run.name, patch, "merge")
+            self.cluster.patch("workflows", run.namespace, run.name, patch, "json")
         except ClusterError as e:
             if e.status != 404:
                 raise

@@ -247,7 +247,7 @@ def generate_load(
             name = sim.submit(base, ns)  # submit() works on its own copy
             created.append((ns, name))
             if not completed:
-                stop_at[(ns, name)] = rng.randrange(1, 4 * steps + 2)
+                stop_at[(ns, name)] = rng.randrange(1, 4 * steps)
         if completed:
             sim.run_until_complete()
         else:
