@@ -656,6 +656,11 @@ class ApiServer:
                 h.send_bytes(400, _status_body(400, "BadRequest", f"bad fault request: {e}"))
                 return
             h.send_bytes(200, dumps(result))
+            if req.get("action") == "restart":
+                # Only after the answer is flushed: stopping cuts open connections.
+                h.wfile.flush()
+                downtime = float(req.get("downtime", 0.0))
+                threading.Thread(target=self.restart, args=(downtime,), daemon=True).start()
         elif path == "/_sandbox/rbac" and method == "POST":
             n = self.load_rbac(body.decode())
             h.send_bytes(200, dumps({"loaded": n}))
@@ -693,8 +698,7 @@ class ApiServer:
         if action == "compact":
             return {"resourceVersion": str(self.compact())}
         if action == "restart":
-            downtime = float(req.get("downtime", 0.0))
-            threading.Thread(target=self.restart, args=(downtime,), daemon=True).start()
+            float(req.get("downtime", 0.0))  # validated here, acted on once answered
             return {"restarting": True, "port": self.port}
         raise ValueError(f"unknown action {action!r}")
 
