@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         "--fixtures", help="folder of compiled KFP v1 workflows (default: ../shared/fixtures/...)"
     )
     box.add_argument("--seed", type=int, default=0, help="simulator seed")
+    box.add_argument(
+        "--mlmd",
+        metavar="URL",
+        help="use this MLMD store instead of starting the project's gRPC server over <workdir>/mlmd.sqlite",
+    )
     return parser
 
 
@@ -74,7 +79,12 @@ def _sandbox(args: argparse.Namespace) -> int:
         raise UsageError("--runs must be at least 1")
     try:
         result = run_demo(
-            args.runs, profile=args.argo, workdir=Path(args.workdir), fixtures=args.fixtures, seed=args.seed
+            args.runs,
+            profile=args.argo,
+            workdir=Path(args.workdir),
+            fixtures=args.fixtures,
+            seed=args.seed,
+            mlmd_url=args.mlmd,
         )
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None

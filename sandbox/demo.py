@@ -87,9 +87,43 @@ def run_demo(
     workdir: Path | None = None,
     fixtures: str | None = None,
     seed: int = 0,
+    mlmd_url: str | None = None,
     out: Any = sys.stdout,
 ) -> DemoResult:
-    """Run `runs` fixture workflows to completion and reconcile MLMD with them."""
+    """Run `runs` fixture workflows to completion and reconcile MLMD with them.
+
+    With no `mlmd_url`, the project's MLMD gRPC server is started over a
+    fresh SQLite file in `workdir`, so the demo uses the production path.
+    """
+    fixture_dir = find_fixtures(fixtures)
+    workdir = (workdir or Path(".sandbox")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    mlmd_file = workdir / "mlmd.sqlite"
+    mlmd_server = None
+    if mlmd_url is None:
+        from store.server import MetadataServer
+
+        mlmd_file.unlink(missing_ok=True)
+        mlmd_server = MetadataServer(f"sqlite:///{mlmd_file}")
+        mlmd_server.start()
+        mlmd_url = mlmd_server.url
+    try:
+        return _run(runs, profile, workdir, fixture_dir, seed, mlmd_url, mlmd_server, out)
+    finally:
+        if mlmd_server is not None:
+            mlmd_server.stop()
+
+
+def _run(
+    runs: int,
+    profile: str,
+    workdir: Path,
+    fixture_dir: Path,
+    seed: int,
+    mlmd_url: str,
+    mlmd_server: Any,
+    out: Any,
+) -> DemoResult:
     from kubernetes import client, config
 
     from controller.reconcile_pass import reconcile_pods
@@ -99,17 +133,11 @@ def run_demo(
     from store.connect import open_store
     from store.types import TypeRegistry
 
-    fixture_dir = find_fixtures(fixtures)
-    workdir = (workdir or Path(".sandbox")).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    mlmd_file = workdir / "mlmd.sqlite"
-    mlmd_file.unlink(missing_ok=True)
-    mlmd_url = f"sqlite:///{mlmd_file}"
-
     with ApiServer() as server:
         kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
         print(f"API emulator:  {server.url}  (kubectl --kubeconfig {kubeconfig} get pods -A)", file=out)
-        print(f"MLMD:          {mlmd_url}", file=out)
+        where = f" (the project's gRPC server over {workdir / 'mlmd.sqlite'})" if mlmd_server else ""
+        print(f"MLMD:          {mlmd_url}{where}", file=out)
         simulator = Simulator(server.store, profile, seed=seed)
         rng = random.Random(seed)
         names = [n for n in DEMO_FIXTURES if (fixture_dir / n).exists()] or sorted(
@@ -172,5 +200,6 @@ def run_demo(
     print(f"  converged after      {passes} passes (the last one wrote nothing)", file=out)
     for error in errors:
         print(f"  error: {error}", file=out)
-    print(f"MLMD file kept at {mlmd_file}", file=out)
+    if mlmd_server is not None:
+        print(f"MLMD file kept at {workdir / 'mlmd.sqlite'}", file=out)
     return result

@@ -30,8 +30,36 @@ def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path, shared_dir: P
     )
     assert run.returncode == 0, run.stderr
     assert "summary:" in run.stdout
+    assert "MLMD:          grpc://127.0.0.1:" in run.stdout  # the project's own gRPC server
     assert "0 MLMD writes, 0 pod patches, 0 errors" in run.stdout  # the last pass
     store = open_store(f"sqlite:///{tmp_path}/mlmd.sqlite")
     assert len(store.get_contexts()) == 5
     executions = store.get_executions()
     assert executions and all(e.external_id.startswith("kfp-v1/step/") for e in executions)
+
+
+def test_sandbox_takes_any_mlmd_url(tmp_path: Path, shared_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path}/elsewhere.sqlite"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "sandbox",
+            "--runs",
+            "2",
+            "--argo",
+            "3.6",
+            "--workdir",
+            str(tmp_path),
+            "--mlmd",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(open_store(url).get_contexts()) == 2
+    assert not (tmp_path / "mlmd.sqlite").exists()
