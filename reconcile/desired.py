@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconcile import conventions as c
@@ -66,9 +67,9 @@ def desired_context(workflow_name: str) -> DesiredContext:
     )
 
 
-def _component(pod: PodView, template_name: str) -> tuple[str, str, dict[str, Any]]:
+def _component(annotations: Mapping[str, str], template_name: str) -> tuple[str, str, dict[str, Any]]:
     """(component name, execution type name, component spec) of a step."""
-    spec_text = pod.annotations.get(c.COMPONENT_SPEC_ANNOTATION)
+    spec_text = annotations.get(c.COMPONENT_SPEC_ANNOTATION)
     if spec_text is None:
         return template_name, c.EXECUTION_TYPE_PREFIX + template_name, {}
     where = f"annotation {c.COMPONENT_SPEC_ANNOTATION}"
@@ -82,7 +83,7 @@ def _component(pod: PodView, template_name: str) -> tuple[str, str, dict[str, An
     return name, f"{c.EXECUTION_TYPE_PREFIX}{name}@sha256={digest}", spec
 
 
-def _parameter_arguments(pod: PodView, warnings: list[str]) -> Properties:
+def _parameter_arguments(annotations: Mapping[str, str], warnings: list[str]) -> Properties:
     """`input:<name>` custom properties from the parameter arguments annotation.
 
     Argo substitutes loop items into this JSON text verbatim, so a dict item
@@ -90,7 +91,7 @@ def _parameter_arguments(pod: PodView, warnings: list[str]) -> Properties:
     display-only, so the step is still recorded, without them, and a warning
     says why -- as the upstream writer, which ignored them silently.
     """
-    text = pod.annotations.get(c.PARAMETER_ARGUMENTS_ANNOTATION)
+    text = annotations.get(c.PARAMETER_ARGUMENTS_ANNOTATION)
     if text is None:
         return {}
     where = f"annotation {c.PARAMETER_ARGUMENTS_ANNOTATION}"
@@ -189,6 +190,79 @@ def _outputs(
     return tuple(by_name.values())
 
 
+def _no_outputs_reported() -> list[JSON] | None:
+    return None
+
+
+def step_from_parts(
+    ref: StepRef,
+    template: JSON,
+    annotations: Mapping[str, str],
+    state: ExecutionState,
+    options: ReconcileOptions,
+    *,
+    reported_outputs: Callable[[], list[JSON] | None] = _no_outputs_reported,
+    cache_hit: bool = False,
+    cached_execution_id: str | None = None,
+) -> DesiredStep:
+    """The records of one step from parts already read from a pod or from a Workflow.
+
+    `template` is the processed Argo template, of which only `name`,
+    `inputs.artifacts` (resolved, possibly key-only) and `archiveLocation`
+    are read; `annotations` are the step's pod annotations (the KFP
+    `component_spec` and `arguments.parameters` ones are read);
+    `reported_outputs` is called, after the execution's parts are validated,
+    for the output artifacts reported so far (None: not yet). A cache hit
+    (`cache_hit`) is CACHED, links `cached_execution_id` and has no outputs of
+    its own. Both `desired_step` (a pod) and `reconcile.from_workflow` (a
+    `status.nodes` entry whose pod is gone) build their steps here, so the two
+    agree field for field. Raises PodError for bad input.
+    """
+    template_name = template.get("name") or ""
+    if not isinstance(template_name, str):
+        raise PodError(Reason.MALFORMED_TEMPLATE, "template name is not a string")
+    component_name, type_name, spec = _component(annotations, template_name)
+
+    warnings: list[str] = []
+    custom: Properties = {
+        "kfp_pod_name": ref.pod_name,
+        # DESIGN.md: the KFP UI matches `pod_name` against the Argo node id,
+        # which differs from the pod name under pod-name scheme v2 (#11457).
+        "pod_name": ref.node_id,
+        **_parameter_arguments(annotations, warnings),
+    }
+    outputs: tuple[DesiredArtifact, ...] | None
+    if cache_hit:
+        state = ExecutionState.CACHED
+        if cached_execution_id:
+            custom["cached_execution_id"] = cached_execution_id
+        # The outputs belong to the original execution; a cache hit adds none.
+        outputs = ()
+    else:
+        reported = reported_outputs()
+        outputs = None if reported is None else _outputs(reported, template, spec, ref, options)
+
+    execution = DesiredExecution(
+        key=keys.execution_key(ref.namespace, ref.workflow_uid, ref.node_id),
+        type_name=type_name,
+        properties={
+            "pipeline_name": ref.workflow_name,
+            "run_id": ref.workflow_name,
+            "component_id": component_name,
+        },
+        custom_properties=custom,
+        state=state,
+    )
+    return DesiredStep(
+        ref=ref,
+        context=desired_context(ref.workflow_name),
+        execution=execution,
+        inputs=_inputs(template, options),
+        outputs=outputs,
+        warnings=tuple(warnings),
+    )
+
+
 def desired_step(
     pod: PodView,
     disposition: Disposition,
@@ -208,50 +282,22 @@ def desired_step(
             "pod has no ownerReference to its Workflow, so its step key cannot be derived",
         )
     template = template_of(pod)
-    template_name = template.get("name") or ""
-    if not isinstance(template_name, str):
-        raise PodError(Reason.MALFORMED_TEMPLATE, "template name is not a string")
-    node_id = pod.node_id()
-    ref = StepRef(pod.namespace, pod.workflow_name, pod.workflow_uid, node_id, pod.name)
-    component_name, type_name, spec = _component(pod, template_name)
-
-    warnings: list[str] = []
-    custom: Properties = {
-        "kfp_pod_name": pod.name,
-        # DESIGN.md: the KFP UI matches `pod_name` against the Argo node id,
-        # which differs from the pod name under pod-name scheme v2 (#11457).
-        "pod_name": node_id,
-        **_parameter_arguments(pod, warnings),
-    }
-    state = _POD_PHASE_STATE.get(pod.phase, ExecutionState.UNKNOWN)
-    outputs: tuple[DesiredArtifact, ...] | None
+    ref = StepRef(pod.namespace, pod.workflow_name, pod.workflow_uid, pod.node_id(), pod.name)
     if disposition is Disposition.RECORD_CACHE_HIT:
-        state = ExecutionState.CACHED
-        original = pod.labels.get(c.EXECUTION_ID_LABEL)
-        if original:
-            custom["cached_execution_id"] = original
-        # The outputs belong to the original execution; a cache hit adds none.
-        outputs = ()
-    else:
-        reported = reported_output_artifacts(pod, taskresult, node)
-        outputs = None if reported is None else _outputs(reported, template, spec, ref, options)
-
-    execution = DesiredExecution(
-        key=keys.execution_key(pod.namespace, pod.workflow_uid, node_id),
-        type_name=type_name,
-        properties={
-            "pipeline_name": pod.workflow_name,
-            "run_id": pod.workflow_name,
-            "component_id": component_name,
-        },
-        custom_properties=custom,
-        state=state,
-    )
-    return DesiredStep(
-        ref=ref,
-        context=desired_context(pod.workflow_name),
-        execution=execution,
-        inputs=_inputs(template, options),
-        outputs=outputs,
-        warnings=tuple(warnings),
+        return step_from_parts(
+            ref,
+            template,
+            pod.annotations,
+            ExecutionState.CACHED,
+            options,
+            cache_hit=True,
+            cached_execution_id=pod.labels.get(c.EXECUTION_ID_LABEL),
+        )
+    return step_from_parts(
+        ref,
+        template,
+        pod.annotations,
+        _POD_PHASE_STATE.get(pod.phase, ExecutionState.UNKNOWN),
+        options,
+        reported_outputs=lambda: reported_output_artifacts(pod, taskresult, node),
     )
