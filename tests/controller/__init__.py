@@ -1,0 +1,1 @@
+"""Controller tests: the long-running process against the sandbox cluster."""
