@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,29 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--mlmd", metavar="URL", help="MLMD store URL (overrides KFPMR_MLMD_URL)")
     rec.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     rec.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    run = sub.add_parser(
+        "run",
+        help="run the controller (what the Deployment runs)",
+        description="Reconcile on a schedule and on pod changes until SIGTERM. Flags override settings; "
+        "every setting can also come from the environment.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
+    run.add_argument("--mlmd", metavar="URL", help="MLMD store URL")
+    run.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="namespace to reconcile (repeatable)",
+    )
+    run.add_argument("--resync-interval", type=float, metavar="SECONDS", help="seconds between full passes")
+    run.add_argument("--health-port", type=int, metavar="PORT", help="port of /healthz, /readyz, /metrics")
+    run.add_argument("--no-watch", action="store_true", help="only periodic full passes")
+    run.add_argument("--no-leader-election", action="store_true", help="run passes without holding the Lease")
+    run.add_argument("--ready-file", metavar="FILE", help="write the bound health port to FILE once serving")
+
     box = sub.add_parser(
         "sandbox",
         help="run KFP v1 workflows on a stand-in cluster and reconcile them (no cluster needed)",
@@ -70,6 +94,36 @@ def _parser() -> argparse.ArgumentParser:
         help="use this MLMD store instead of starting the project's gRPC server over <workdir>/mlmd.sqlite",
     )
     return parser
+
+
+def settings_help() -> str:
+    """Every setting with its environment names and default, for `run --help`."""
+    from controller.settings import Settings
+
+    lines = ["settings (environment variables; upstream metadata-writer names accepted):"]
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        envs = list(alias.choices) if alias is not None else [f"KFPMR_{name.upper()}"]
+        default = info.get_default(call_default_factory=True)
+        lines.append(f"  {' | '.join(str(e) for e in envs)}  (default: {default!r})")
+        lines.append(f"      {info.description}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from controller.run import run_controller
+    from controller.settings import load_settings
+
+    overrides = {
+        "kubeconfig": args.kubeconfig,
+        "mlmd_url": args.mlmd,
+        "namespaces": args.namespaces,
+        "resync_interval_s": args.resync_interval,
+        "health_port": args.health_port,
+        "watch_enabled": False if args.no_watch else None,
+        "leader_election": False if args.no_leader_election else None,
+    }
+    return run_controller(load_settings(**overrides), ready_file=args.ready_file)
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -186,17 +240,22 @@ def _reconcile_file(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    from controller.kube import KubeConfigError
     from controller.settings import SettingsError
     from store.connect import StoreConfigError, StoreUnavailableError
 
     args = _parser().parse_args(argv)
+    # gRPC's C core logs connection teardown at INFO on stderr; keep stderr for our errors.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         if args.command == "reconcile":
             return _reconcile_file(args)
         if args.command == "sandbox":
             return _sandbox(args)
-    except (UsageError, SettingsError, StoreConfigError) as exc:
+        if args.command == "run":
+            return _run(args)
+    except (UsageError, SettingsError, StoreConfigError, KubeConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except StoreUnavailableError as exc:

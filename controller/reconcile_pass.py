@@ -92,9 +92,16 @@ class PassReport:
 
 @dataclass(frozen=True)
 class _Step:
-    pod: PodView
+    pod: PodView | None  # None: the pod is gone, the step comes from its Workflow
     disposition: Disposition
     desired: DesiredStep
+
+    def problem(self, reason: str, message: str) -> PodProblem:
+        """A report line naming the pod, or the workflow node when the pod is gone."""
+        if self.pod is not None:
+            return PodProblem(self.pod.namespace, self.pod.name, reason, message)
+        ref = self.desired.ref
+        return PodProblem(ref.namespace, ref.pod_name or ref.node_id, reason, message)
 
 
 def desired_steps(
@@ -153,7 +160,7 @@ def _plan_all(steps: list[_Step], store: Any, report: PassReport) -> list[tuple[
         try:
             planned.append((step, plan_step(step.desired, actual, upcoming)))
         except PodError as exc:
-            report.errors.append(PodProblem(step.pod.namespace, step.pod.name, exc.reason, exc.message))
+            report.errors.append(step.problem(exc.reason, exc.message))
     return planned
 
 
@@ -166,14 +173,19 @@ def reconcile_pods(
     dry_run: bool = False,
     taskresults: Mapping[tuple[str, str], JSON] | None = None,
     nodes: Mapping[tuple[str, str], JSON] | None = None,
+    podless_steps: Iterable[DesiredStep] = (),
 ) -> PassReport:
     """Converge MLMD with `pods` and return the report, including the pod patches to make.
 
+    `podless_steps` are steps whose pod is gone (pod GC, node loss), derived
+    from their Workflow's `status.nodes`; they get records but no patches.
     Raises MLMD's UnavailableError/DeadlineExceededError when the store is down.
     """
     started = time.monotonic()
     report = PassReport()
     steps = desired_steps(pods, options, report, taskresults, nodes)
+    known = {s.desired.execution.key for s in steps}
+    steps += [_Step(None, Disposition.RECORD, d) for d in podless_steps if d.execution.key not in known]
     planned = _plan_all(steps, store, report)
 
     applied: dict[str, AppliedIds] = {}
@@ -202,8 +214,9 @@ def reconcile_pods(
             report.actions[kind] += 1
         report.pending_inputs += len(plan.pending_inputs)
         report.pending_outputs += plan.step.outputs is None
-        if step.disposition is Disposition.RECORD_CACHE_HIT:
-            continue  # the cache webhook's labels name the original execution: leave them
+        if step.pod is None or step.disposition is Disposition.RECORD_CACHE_HIT:
+            # No pod to label, or the cache webhook's labels name the original execution.
+            continue
         desired = desired_pod_metadata(plan, applied[plan.step.execution.key])
         patch = pod_patch(current_pod_metadata(step.pod), desired)
         if patch is not None:
@@ -247,5 +260,5 @@ def _retry_one_by_one(
             Reason.MLMD_CONFLICT if isinstance(error, mlmd_errors.AlreadyExistsError) else Reason.MLMD_WRITE
         )
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        report.errors.append(PodProblem(step.pod.namespace, step.pod.name, reason, message))
+        report.errors.append(step.problem(reason, message))
     return done

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -87,6 +87,59 @@ class Settings(BaseSettings):
     record_non_kfp_pods: bool = Field(
         default=True, description="Record Argo pods without KFP markers, as the upstream writer does."
     )
+
+    # --- the controller (`run`) ---------------------------------------------
+    kubeconfig: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KFPMR_KUBECONFIG", "KUBECONFIG"),
+        description="Kubeconfig file; default: in-cluster config, else ~/.kube/config.",
+    )
+    resync_interval_s: float = Field(
+        default=300.0, ge=1.0, description="Seconds between full passes (the correctness backstop)."
+    )
+    resync_jitter_s: float = Field(
+        default=10.0, ge=0.0, description="Random delay added to each full pass, so replicas spread out."
+    )
+    watch_enabled: bool = Field(
+        default=True, description="Watch pods to trigger early, targeted passes (a trigger only)."
+    )
+    watch_timeout_s: int = Field(default=300, ge=5, le=3600, description="Server-side timeout of one watch.")
+    debounce_s: float = Field(
+        default=0.3, ge=0.0, le=60.0, description="Wait after a pod change before the targeted pass."
+    )
+    leader_election: bool = Field(default=True, description="Run passes only while holding the Lease.")
+    lease_name: str = Field(default="kfp-metadata-reconciler", description="Name of the Lease.")
+    lease_namespace: str = Field(
+        default="kubeflow",
+        validation_alias=AliasChoices("KFPMR_LEASE_NAMESPACE", "POD_NAMESPACE"),
+        description="Namespace of the Lease (the Deployment's own; upstream Downward API: POD_NAMESPACE).",
+    )
+    identity: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KFPMR_IDENTITY", "POD_NAME", "HOSTNAME"),
+        description="This replica's name in the Lease; default: POD_NAME or HOSTNAME.",
+    )
+    lease_duration_s: float = Field(default=15.0, gt=0, description="Lease duration.")
+    renew_deadline_s: float = Field(default=10.0, gt=0, description="Leader gives up if not renewed by then.")
+    retry_period_s: float = Field(default=2.0, gt=0, description="Lease acquire/renew retry period.")
+    health_host: str = Field(default="0.0.0.0", description="Address of /healthz, /readyz and /metrics.")
+    health_port: int = Field(default=8080, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics.")
+    log_json: bool | None = Field(
+        default=None, description="JSON log lines; default: JSON unless on a terminal."
+    )
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+    event_interval_s: float = Field(
+        default=600.0, ge=0, description="At most one Kubernetes Event per pod and reason in this time."
+    )
+
+    @model_validator(mode="after")
+    def _check_lease_timing(self) -> Settings:
+        if not self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError(
+                "lease timing must satisfy retry_period_s < renew_deadline_s < lease_duration_s "
+                f"(got {self.retry_period_s}, {self.renew_deadline_s}, {self.lease_duration_s})"
+            )
+        return self
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -1,9 +1,9 @@
 """`kfp-metadata-reconciler sandbox`: the whole loop on a laptop, no cluster needed.
 
-Starts the Kubernetes API emulator, an embedded SQLite MLMD, and the Argo/KFP
-v1 simulator; submits fixture workflows; then runs reconcile passes the way
-the controller does -- listing pods over HTTP with the real `kubernetes`
-client as raw JSON and merge-patching our labels -- until a pass has nothing
+Starts the Kubernetes API emulator, MLMD (the project's gRPC server over SQLite),
+the Argo/KFP v1 simulator and the controller itself (watch + resync, real
+`kubernetes` client over HTTP); runs fixture workflows paced like a cluster
+while the controller records them, then checks that a last pass has nothing
 left to do.
 """
 
@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from reconcile.argo import workflow_nodes
 
 # Fixtures that exercise artifact passing, loops, conditions and exit handlers.
 DEMO_FIXTURES = (
@@ -124,80 +123,114 @@ def _run(
     mlmd_server: Any,
     out: Any,
 ) -> DemoResult:
-    from kubernetes import client, config
+    from prometheus_client.parser import text_string_to_metric_families
 
-    from controller.reconcile_pass import reconcile_pods
-    from reconcile.options import ReconcileOptions
+    from controller.health import HealthServer, Readiness
+    from controller.kube import KubeClient, api_client_from
+    from controller.loop import Controller
+    from controller.metrics import Metrics
+    from controller.settings import Settings
     from sandbox.apiserver import ApiServer
     from sandbox.simulator import Simulator
     from store.connect import open_store
-    from store.types import TypeRegistry
 
     with ApiServer() as server:
         kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
         print(f"API emulator:  {server.url}  (kubectl --kubeconfig {kubeconfig} get pods -A)", file=out)
         where = f" (the project's gRPC server over {workdir / 'mlmd.sqlite'})" if mlmd_server else ""
         print(f"MLMD:          {mlmd_url}{where}", file=out)
-        simulator = Simulator(server.store, profile, seed=seed)
-        rng = random.Random(seed)
-        names = [n for n in DEMO_FIXTURES if (fixture_dir / n).exists()] or sorted(
-            p.name for p in fixture_dir.glob("*.yaml")
+        settings = Settings(
+            kubeconfig=str(kubeconfig),
+            mlmd_url=mlmd_url,
+            resync_interval_s=30.0,
+            leader_election=False,
+            health_port=0,
+            health_host="127.0.0.1",
         )
-        for i in range(runs):
-            name = names[i % len(names)] if i < len(names) else rng.choice(names)
-            workflow = yaml.safe_load((fixture_dir / name).read_text())
-            submitted = simulator.submit(workflow, "kubeflow")
-            print(f"submitted      {submitted}  ({name}, Argo {profile})", file=out)
-        steps = simulator.run_until_complete()
-        print(f"simulator:     {steps} state transitions, all workflows finished", file=out)
-
-        api = config.new_client_from_config(config_file=str(kubeconfig))
-        core = client.CoreV1Api(api)
-        store = open_store(mlmd_url)
-        types = TypeRegistry(store)
-        total: Counter[str] = Counter()
-        patches, passes, errors = 0, 0, []
-        for passes in range(1, 4):
-            pods = list_pods_raw(core)
-            nodes = {
-                (wf["metadata"]["namespace"], node_id): node
-                for wf in server.store.list("workflows")
-                for node_id, node in workflow_nodes(wf).items()
-            }
-            report = reconcile_pods(pods, store, types, ReconcileOptions(), nodes=nodes)
-            for patch in report.pod_patches:
-                core.patch_namespaced_pod(patch.pod, patch.namespace, patch.patch)
-            total.update(report.actions)
-            patches += len(report.pod_patches)
-            errors = [str(e) for e in report.errors]
-            written = sum(report.actions.values())
-            print(
-                f"pass {passes}:        {len(pods)} pods, {written} MLMD writes, "
-                f"{len(report.pod_patches)} pod patches, {len(report.errors)} errors",
-                file=out,
+        metrics = Metrics()
+        controller = Controller(settings, KubeClient(api_client_from(str(kubeconfig))), metrics, Readiness())
+        health = HealthServer("127.0.0.1", 0, metrics, lambda: controller.readiness.check(time.time(), 30.0))
+        health.start()
+        print(f"controller:    running (metrics at http://127.0.0.1:{health.port}/metrics)", file=out)
+        controller.start()
+        controller.activate()
+        try:
+            simulator = Simulator(server.store, profile, seed=seed)
+            rng = random.Random(seed)
+            names = [n for n in DEMO_FIXTURES if (fixture_dir / n).exists()] or sorted(
+                p.name for p in fixture_dir.glob("*.yaml")
             )
-            if not written and not report.pod_patches:
-                break
+            for i in range(runs):
+                name = names[i % len(names)] if i < len(names) else rng.choice(names)
+                workflow = yaml.safe_load((fixture_dir / name).read_text())
+                submitted = simulator.submit(workflow, "kubeflow")
+                print(f"submitted      {submitted}  ({name}, Argo {profile})", file=out)
+            simulator.run(pace_s=0.05, background=True, stop_when_idle=True)
+            store = open_store(mlmd_url)
+            while simulator.active:
+                time.sleep(1.0)
+                done, pods = runs - len(simulator.active), len(server.store.list("pods"))
+                print(
+                    f"progress:      {done}/{runs} workflows finished, {pods} pods, "
+                    f"{len(store.get_executions())} executions in MLMD",
+                    file=out,
+                )
+            # Level-triggered check: passes until one finds nothing to do.
+            for _ in range(5):
+                final = controller.run_pass("manual")
+                if final is not None and not sum(final.actions.values()) and not final.pod_patches:
+                    break
+        finally:
+            controller.stop()
+            health.stop()
+        assert final is not None
+        print(
+            f"final pass:    {final.pods_seen} pods, {sum(final.actions.values())} MLMD writes, "
+            f"{len(final.pod_patches)} pod patches, {len(final.errors)} errors",
+            file=out,
+        )
+        totals: Counter[str] = Counter()
+        passes: Counter[str] = Counter()
+        patches = 0
+        for family in text_string_to_metric_families(metrics.render().decode()):
+            for sample in family.samples:
+                if sample.name == "kfp_metadata_reconciler_actions_total":
+                    totals[sample.labels["kind"]] += int(sample.value)
+                elif sample.name == "kfp_metadata_reconciler_passes_total":
+                    passes[sample.labels["trigger"]] += int(sample.value)
+                elif sample.name == "kfp_metadata_reconciler_pod_patches_total":
+                    patches += int(sample.value)
         mlmd_counts = {
             "contexts": len(store.get_contexts()),
             "executions": len(store.get_executions()),
             "artifacts": len(store.get_artifacts()),
         }
+    errors = [str(e) for e in final.errors]
     result = DemoResult(
-        workdir, kubeconfig, mlmd_url, runs, len(pods), passes, total, patches, errors, mlmd_counts
+        workdir,
+        kubeconfig,
+        mlmd_url,
+        runs,
+        final.pods_seen,
+        sum(passes.values()),
+        totals,
+        patches,
+        errors,
+        mlmd_counts,
     )
     print("summary:", file=out)
-    print(f"  workflows run        {runs}", file=out)
-    print(f"  pods                 {len(pods)}", file=out)
+    print(f"  workflows run        {runs} (Argo {profile})", file=out)
+    print(f"  pods                 {final.pods_seen}", file=out)
     print(
         f"  MLMD now holds       {mlmd_counts['contexts']} run contexts, "
         f"{mlmd_counts['executions']} executions, {mlmd_counts['artifacts']} artifacts",
         file=out,
     )
-    for kind, count in sorted(total.items()):
-        print(f"  {kind:<20} {count}", file=out)
+    print("  passes               " + ", ".join(f"{k} {v}" for k, v in sorted(passes.items()) if v), file=out)
+    for kind, count in sorted(totals.items()):
+        if count:
+            print(f"  {kind:<20} {count}", file=out)
     print(f"  pod patches          {patches}", file=out)
-    print(f"  converged after      {passes} passes (the last one wrote nothing)", file=out)
     for error in errors:
         print(f"  error: {error}", file=out)
     if mlmd_server is not None:

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -109,6 +110,7 @@ class MetadataServer:
         self._tls_key_path = tls_key_path
         self._max_workers = max_workers
         self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
         self._handle: Any = None
         self._server: grpc.Server | None = None
         self._handler = grpc.method_handlers_generic_handler(
@@ -142,6 +144,20 @@ class MetadataServer:
         target = StoreTarget(kind="grpc", host=self._host, port=self._port, tls=self.tls)
         return target.url()
 
+    def call_counts(self) -> dict[str, int]:
+        """RPCs served so far by method name (e.g. ``PutLineageSubgraph``), for tests and benchmarks."""
+        with self._lock:
+            return dict(self._calls)
+
+    def write_calls(self) -> int:
+        """How many served RPCs were writes (``Put*``)."""
+        return sum(n for name, n in self.call_counts().items() if name.startswith("Put"))
+
+    def reset_counts(self) -> None:
+        """Forget the call counts."""
+        with self._lock:
+            self._calls.clear()
+
     @property
     def running(self) -> bool:
         """Whether the server is serving."""
@@ -161,6 +177,7 @@ class MetadataServer:
             with self._lock:
                 if self._handle is None:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the MLMD server is stopping")
+                self._calls[name] += 1
                 response, message, code = cc_method(self._handle, request)
             if code != 0:
                 status = _STATUS_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)

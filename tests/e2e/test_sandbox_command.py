@@ -31,7 +31,8 @@ def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path, shared_dir: P
     assert run.returncode == 0, run.stderr
     assert "summary:" in run.stdout
     assert "MLMD:          grpc://127.0.0.1:" in run.stdout  # the project's own gRPC server
-    assert "0 MLMD writes, 0 pod patches, 0 errors" in run.stdout  # the last pass
+    assert "final pass:    30 pods, 0 MLMD writes, 0 pod patches, 0 errors" in run.stdout
+    assert "watch" in run.stdout  # the controller's watch triggered passes
     store = open_store(f"sqlite:///{tmp_path}/mlmd.sqlite")
     assert len(store.get_contexts()) == 5
     executions = store.get_executions()

@@ -1,0 +1,111 @@
+"""What one pass reads from Kubernetes: pods, WorkflowTaskResults and Workflows.
+
+A full pass reads everything in the configured namespaces; a targeted pass
+(triggered by the watch) reads only the named workflows. Outputs then come
+from, in order, the pod's annotation, the step's WorkflowTaskResult (while
+the workflow runs) and the Workflow's `status.nodes` -- and steps whose pod
+is gone are rebuilt from `status.nodes` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconcile import conventions as c
+from reconcile.argo import JSON, node_id_for, workflow_nodes
+from reconcile.errors import PodError
+from reconcile.from_workflow import desired_steps_from_workflow
+from reconcile.options import ReconcileOptions
+from reconcile.records import DesiredStep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassInputs:
+    """Everything a pass needs, read from the cluster."""
+
+    pods: list[JSON]
+    taskresults: dict[tuple[str, str], JSON]  # (namespace, node id) -> result
+    nodes: dict[tuple[str, str], JSON]  # (namespace, node id) -> status.nodes entry
+    podless_steps: list[DesiredStep]
+    # Problems with workflows (not pods): (namespace, name, message).
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    resource_versions: dict[str | None, str] = field(default_factory=dict)  # list RVs for the watch
+
+
+def _pod_node_id(pod: JSON) -> tuple[str, str] | None:
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    namespace = meta.get("namespace", "default")
+    node_id = annotations.get(c.ARGO_NODE_ID_ANNOTATION)
+    if not node_id and annotations.get(c.ARGO_NODE_NAME_ANNOTATION):
+        node_id = node_id_for(labels.get(c.ARGO_WORKFLOW_LABEL, ""), annotations[c.ARGO_NODE_NAME_ANNOTATION])
+    return (namespace, node_id or meta.get("name", "")) if isinstance(namespace, str) else None
+
+
+def assemble(
+    pods: list[JSON],
+    workflows: Iterable[JSON],
+    taskresults: Iterable[JSON],
+    options: ReconcileOptions,
+) -> PassInputs:
+    """Index taskresults and nodes by step, and derive the steps whose pod is gone."""
+    by_step = {}
+    for result in taskresults:
+        meta = result.get("metadata") or {}
+        by_step[(meta.get("namespace", "default"), meta.get("name", ""))] = result
+    present = {key for key in map(_pod_node_id, pods) if key is not None}
+    inputs = PassInputs(pods=pods, taskresults=by_step, nodes={}, podless_steps=[])
+    for workflow in workflows:
+        meta = workflow.get("metadata") or {}
+        namespace, name = meta.get("namespace", "default"), meta.get("name", "?")
+        try:
+            nodes = workflow_nodes(workflow)
+        except PodError as exc:
+            inputs.problems.append((namespace, name, exc.message))
+            continue
+        for node_id, node in nodes.items():
+            inputs.nodes[(namespace, node_id)] = node
+        gone = {node_id for node_id in nodes if (namespace, node_id) not in present}
+        if not any(nodes[n].get("type") == "Pod" for n in gone):
+            continue
+        steps, errors = desired_steps_from_workflow(
+            workflow, options, exclude_node_ids={n for n in nodes if n not in gone}
+        )
+        inputs.podless_steps += steps
+        inputs.problems += [(namespace, f"{name}/{node_id}", err.message) for node_id, err in errors]
+    return inputs
+
+
+def read_all(kube: Any, namespaces: Sequence[str], options: ReconcileOptions) -> PassInputs:
+    """A full pass: every Argo pod, Workflow and WorkflowTaskResult in scope."""
+    listed = kube.list_pods(namespaces or None)
+    workflows = kube.list_workflows(namespaces or None)
+    taskresults = kube.list_taskresults(namespaces or None)
+    inputs = assemble(listed.items, workflows, taskresults, options)
+    inputs.resource_versions = dict(listed.resource_versions)
+    return inputs
+
+
+def read_workflows(kube: Any, scope: Mapping[str, set[str]], options: ReconcileOptions) -> PassInputs:
+    """A targeted pass: the pods, results and Workflow objects of the named workflows only."""
+    pods: list[JSON] = []
+    workflows: list[JSON] = []
+    taskresults: list[JSON] = []
+    for namespace, names in sorted(scope.items()):
+        ordered = sorted(names)
+        for start in range(0, len(ordered), 50):
+            chunk = ordered[start : start + 50]
+            selector = f"{c.ARGO_WORKFLOW_LABEL} in ({','.join(chunk)})"
+            pods += kube.list_pods([namespace], label_selector=selector).items
+            taskresults += kube.list_taskresults([namespace], label_selector=selector)
+        for name in ordered:
+            workflow = kube.get_workflow(namespace, name)
+            if workflow is not None:
+                workflows.append(workflow)
+    return assemble(pods, workflows, taskresults, options)

@@ -1,0 +1,311 @@
+"""The controller: triggers, retries and leadership around one reconcile pass.
+
+Correctness comes from the periodic full pass alone; the pod watch only marks
+workflows dirty so a debounced, targeted pass runs sooner. Never two passes
+at once; only the leader (or every replica, with election off) runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from ml_metadata import errors as mlmd_errors
+
+from controller import inputs as pass_inputs
+from controller.reconcile_pass import PassReport, reconcile_pods
+from controller.settings import Settings
+from reconcile import conventions as c
+from reconcile.errors import Reason
+from store.connect import StoreError, open_store
+from store.types import TypeRegistry
+
+log = logging.getLogger(__name__)
+
+FAILURE_REASON = "MetadataReconcileFailed"
+
+
+class Controller:
+    """Runs passes on a schedule and on watch triggers, and applies their pod patches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Any,
+        metrics: Any,
+        readiness: Any,
+        *,
+        store_opener: Callable[[], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.metrics = metrics
+        self.readiness = readiness
+        self.options = settings.reconcile_options()
+        self._open_store = store_opener or self._default_store
+        self._store: Any = None
+        self._types: TypeRegistry | None = None
+        self._pass_lock = threading.Lock()
+        self._dirty_lock = threading.Lock()
+        self._dirty: dict[str, set[str]] = {}
+        self._targeted_pending = False
+        self._failures = 0
+        self._resource_versions: dict[str | None, str] = {}
+        self._rv_ready = threading.Event()
+        self.active = threading.Event()  # set while this replica may run passes
+        self.stopping = threading.Event()
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        self._watchers: list[threading.Thread] = []
+
+    # --- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduler (and the watch); passes run once `activate()` is called."""
+        self._scheduler.add_job(
+            self._scheduled_resync,
+            "interval",
+            seconds=self.settings.resync_interval_s,
+            jitter=self.settings.resync_jitter_s or None,
+            id="resync",
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        if self.settings.watch_enabled:
+            for namespace in self.settings.namespaces or [None]:
+                thread = threading.Thread(
+                    target=self._watch_loop,
+                    args=(namespace,),
+                    name=f"watch-{namespace or 'all'}",
+                    daemon=True,
+                )
+                thread.start()
+                self._watchers.append(thread)
+
+    def activate(self) -> None:
+        """This replica leads (or election is off): run a full pass now and keep going."""
+        self.active.set()
+        self.metrics.set_leader(True)
+        self.request_resync()
+
+    def deactivate(self) -> None:
+        """Leadership lost: stop starting passes; a running pass stops before its patches."""
+        self.active.clear()
+        self.metrics.set_leader(False)
+
+    def stop(self) -> None:
+        """Stop triggers, let a running pass finish its current transaction, and return."""
+        self.stopping.set()
+        self.active.clear()
+        self._scheduler.shutdown(wait=True)
+        for thread in self._watchers:
+            thread.join(timeout=self.settings.watch_timeout_s + 5)
+
+    def request_resync(self, delay_s: float = 0.0) -> None:
+        """Run a full pass soon (after `delay_s`), e.g. on leadership or a lost watch."""
+        if self.stopping.is_set():
+            return
+        when = datetime.now(UTC) + timedelta(seconds=delay_s)
+        self._scheduler.add_job(
+            self._scheduled_resync, "date", run_date=when, id="resync-now", replace_existing=True
+        )
+
+    # --- passes ------------------------------------------------------------
+    def _scheduled_resync(self) -> None:
+        self.run_pass("resync")
+
+    def _default_store(self) -> Any:
+        s = self.settings
+        return open_store(
+            s.store_url(),
+            ca_cert_path=s.mlmd_ca_cert_path,
+            max_receive_message_length=s.mlmd_max_receive_message_length,
+            call_timeout_s=60.0,
+        )
+
+    def _ensure_store(self) -> Any:
+        if self._store is None:
+            self._store = self._open_store()
+            self._types = TypeRegistry(self._store)
+        return self._store
+
+    def _drop_store(self) -> None:
+        # Reopen next time: after an MLMD error an embedded MySQL handle can be
+        # left with a transaction open, and types may have new ids after a restore.
+        self._store = None
+        self._types = None
+
+    def run_pass(self, trigger: str, scope: Mapping[str, set[str]] | None = None) -> PassReport | None:
+        """One pass over everything (scope None) or over the named workflows; None if not active."""
+        if not self.active.is_set() or self.stopping.is_set():
+            return None
+        with self._pass_lock:
+            if not self.active.is_set():
+                return None
+            started = time.monotonic()
+            try:
+                report = self._pass(trigger, scope)
+            except Exception as exc:
+                self._failed(trigger, started, exc)
+                return None
+            duration = time.monotonic() - started
+            self.metrics.observe_pass(trigger, duration, report)
+            self.readiness.pass_succeeded(time.time())
+            self._failures = 0
+            log.info(
+                "pass done",
+                extra={
+                    "trigger": trigger,
+                    "duration_s": round(duration, 3),
+                    "pods": report.pods_seen,
+                    "actions": dict(report.actions),
+                    "patches": len(report.pod_patches),
+                    "errors": len(report.errors),
+                },
+            )
+            return report
+
+    def _pass(self, trigger: str, scope: Mapping[str, set[str]] | None) -> PassReport:
+        store = self._ensure_store()
+        self.readiness.mlmd_reachable(True, "")
+        if scope is None:
+            found = pass_inputs.read_all(self.kube, self.settings.namespaces, self.options)
+        else:
+            found = pass_inputs.read_workflows(self.kube, scope, self.options)
+        assert self._types is not None
+        try:
+            report = reconcile_pods(
+                found.pods,
+                store,
+                self._types,
+                self.options,
+                taskresults=found.taskresults,
+                nodes=found.nodes,
+                podless_steps=found.podless_steps,
+            )
+        except mlmd_errors.StatusError:
+            self._drop_store()
+            raise
+        if any(e.reason == Reason.MLMD_WRITE for e in report.errors):
+            self._drop_store()
+        for namespace, name, message in found.problems:
+            log.warning(
+                "workflow cannot be read", extra={"namespace": namespace, "workflow": name, "reason": message}
+            )
+            self.metrics.error("malformed_workflow")
+        self._patch_pods(report)
+        self._report_bad_pods(report, found.pods)
+        if scope is None:
+            self._resource_versions = found.resource_versions
+            self._rv_ready.set()
+        return report
+
+    def _patch_pods(self, report: PassReport) -> None:
+        for patch in report.pod_patches:
+            if not self.active.is_set():
+                log.info("leadership lost: remaining pod patches left to the next leader")
+                return
+            self.kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch)
+
+    def _report_bad_pods(self, report: PassReport, pods: list[dict[str, Any]]) -> None:
+        by_name = {
+            ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")): p
+            for p in pods
+        }
+        for problem in report.errors:
+            log.warning(
+                "pod not reconciled",
+                extra={
+                    "namespace": problem.namespace,
+                    "pod": problem.pod,
+                    "reason": problem.reason,
+                    "problem": problem.message,
+                },
+            )
+            pod = by_name.get((problem.namespace, problem.pod))
+            if pod is not None:
+                self.kube.emit_pod_event(pod, FAILURE_REASON, f"{problem.reason}: {problem.message}")
+
+    def _failed(self, trigger: str, started: float, exc: Exception) -> None:
+        self._failures += 1
+        duration = time.monotonic() - started
+        self.metrics.observe_pass(trigger, duration, PassReport(), error=exc)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, StoreError | mlmd_errors.StatusError):
+            self._drop_store()
+            self.readiness.mlmd_reachable(False, message)
+        self.readiness.pass_failed(message)
+        # Back off with full jitter, never waiting longer than one resync period.
+        delay = min(self.settings.resync_interval_s, 0.5 * 2 ** min(self._failures, 10))
+        delay = random.uniform(delay / 2, delay)
+        log.warning(
+            "pass failed",
+            extra={
+                "trigger": trigger,
+                "error": message,
+                "failures": self._failures,
+                "retry_in_s": round(delay, 2),
+            },
+        )
+        self.request_resync(delay)
+
+    # --- watch trigger -----------------------------------------------------
+    def mark_dirty(self, namespace: str, workflow: str) -> None:
+        """A pod of this workflow changed: run a targeted pass after the debounce."""
+        with self._dirty_lock:
+            self._dirty.setdefault(namespace, set()).add(workflow)
+            if self._targeted_pending or self.stopping.is_set():
+                return
+            self._targeted_pending = True
+        when = datetime.now(UTC) + timedelta(seconds=self.settings.debounce_s)
+        self._scheduler.add_job(self._targeted, "date", run_date=when)
+
+    def _targeted(self) -> None:
+        with self._dirty_lock:
+            scope, self._dirty = self._dirty, {}
+            self._targeted_pending = False
+        if scope:
+            self.run_pass("watch", scope)
+
+    def _watch_loop(self, namespace: str | None) -> None:
+        from controller.kube import WatchExpired
+
+        failures = 0
+        while not self.stopping.is_set():
+            if not self.active.is_set() or not self._rv_ready.is_set():
+                self.stopping.wait(0.2)
+                continue
+            rv = self._resource_versions.get(namespace) or self._resource_versions.get(None)
+            if rv is None:
+                self.stopping.wait(0.2)
+                continue
+            try:
+                for event in self.kube.watch_pods(
+                    namespace, rv, timeout_s=self.settings.watch_timeout_s, stop=self.stopping
+                ):
+                    failures = 0
+                    if event.resource_version:
+                        rv = event.resource_version
+                        self._resource_versions[namespace] = rv
+                    workflow = (event.labels or {}).get(c.ARGO_WORKFLOW_LABEL)
+                    if event.type != "BOOKMARK" and workflow and self.active.is_set():
+                        self.mark_dirty(event.namespace, workflow)
+                self.metrics.watch_restarted("closed")
+            except WatchExpired:
+                # Events may have been missed: a full pass relists and yields a fresh RV.
+                self.metrics.watch_restarted("expired")
+                self._rv_ready.clear()
+                self.request_resync()
+            except Exception as exc:
+                failures += 1
+                self.metrics.watch_restarted("error")
+                log.warning(
+                    "pod watch failed", extra={"error": str(exc).splitlines()[0] if str(exc) else repr(exc)}
+                )
+                self.stopping.wait(min(30.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))

@@ -1,0 +1,368 @@
+"""The controller end to end: the sandbox cluster, the real kubernetes client, real MLMD over gRPC."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.health import HealthServer
+from sandbox.simulator import Simulator
+from tests.controller.harness import Cluster, duplicate_counts, load_fixture, wait_until
+
+WORKFLOWS = [
+    "test__two_step.yaml",
+    "own__chain10.yaml",
+    "own__fan_out_fan_in.yaml",
+    "core__exit_handler.yaml",
+]
+
+
+def metric_total(metrics: Any, name: str) -> float:
+    """The sum of a metric's samples over all label values."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        if family.name == name
+        for sample in family.samples
+        if sample.name == name + "_total" or sample.name == name
+    )
+
+
+def submit_all(sim: Simulator, shared_dir: Path, names: list[str] = WORKFLOWS) -> None:
+    for name in names:
+        sim.submit(load_fixture(shared_dir, name), "kubeflow")
+
+
+def converged(cluster: Cluster) -> bool:
+    try:
+        actual = cluster.actual_snapshot()
+    except KeyError:
+        return False  # read between two of the controller's writes: look again
+    return actual == cluster.expected_snapshot() and cluster.labels_correct()
+
+
+def run_simulation(cluster: Cluster, sim: Simulator) -> None:
+    sim.run(pace_s=0.02, background=True, stop_when_idle=True)
+    wait_until(lambda: not sim.active, timeout=60, what="workflows to finish")
+
+
+@pytest.mark.parametrize(
+    ("profile", "pod_gc"),
+    [
+        ("3.1", None),
+        ("3.3", None),
+        ("3.5", None),
+        ("3.6", None),
+        ("3.5", "OnPodCompletion"),
+        ("3.6", "OnPodSuccess"),
+    ],
+)
+def test_runs_converge_while_controller_is_up(
+    cluster: Cluster, shared_dir: Path, profile: str, pod_gc: Any
+) -> None:
+    # A long resync period: after the first pass only the watch can make it converge this fast.
+    controller = cluster.controller(resync_interval_s=300.0)
+    controller.start()
+    controller.activate()
+    try:
+        sim = Simulator(cluster.api.store, profile, seed=7, pod_gc=pod_gc)
+        submit_all(sim, shared_dir)
+        run_simulation(cluster, sim)
+        wait_until(lambda: converged(cluster), timeout=30, what="MLMD to equal one pass over the final state")
+        assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+    finally:
+        controller.stop()
+
+
+def test_watch_disabled_converges_within_one_period(cluster: Cluster, shared_dir: Path) -> None:
+    controller = cluster.controller(watch_enabled=False, resync_interval_s=3.0)
+    controller.start()
+    controller.activate()
+    try:
+        sim = Simulator(cluster.api.store, "3.5", seed=1)
+        submit_all(sim, shared_dir)
+        run_simulation(cluster, sim)
+        wait_until(lambda: converged(cluster), timeout=3.0 + 5.0, what="convergence within one period")
+        assert cluster.api.count("watch", "pods") == 0
+    finally:
+        controller.stop()
+
+
+def test_cut_watches_and_compaction_throughout(cluster: Cluster, shared_dir: Path) -> None:
+    controller = cluster.controller(resync_interval_s=5.0)
+    controller.start()
+    controller.activate()
+    stop = threading.Event()
+
+    def chaos() -> None:
+        while not stop.wait(0.2):
+            cluster.api.cut_watches()
+            cluster.api.compact()
+
+    chaos_thread = threading.Thread(target=chaos, daemon=True)
+    chaos_thread.start()
+    try:
+        sim = Simulator(cluster.api.store, "3.5", seed=2)
+        submit_all(sim, shared_dir)
+        run_simulation(cluster, sim)
+        wait_until(lambda: converged(cluster), timeout=5.0 + 5.0, what="convergence within one period")
+    finally:
+        stop.set()
+        chaos_thread.join()
+        controller.stop()
+    assert metric_total(controller.metrics, "kfp_metadata_reconciler_watch_restarts") >= 1
+
+
+def test_api_errors_and_api_restart(cluster: Cluster, shared_dir: Path) -> None:
+    controller = cluster.controller(resync_interval_s=2.0)
+    controller.start()
+    controller.activate()
+    try:
+        sim = Simulator(cluster.api.store, "3.3", seed=3)
+        submit_all(sim, shared_dir)
+        cluster.api.fail_next(count=6, status=500, verb="list", resource="pods")
+        cluster.api.fail_next(count=4, status=429, retry_after=1, verb="patch", resource="pods")
+        cluster.api.fail_next(count=4, status=503, verb="list", resource="workflows")
+        run_simulation(cluster, sim)
+        cluster.api.restart(downtime=2.0)
+        wait_until(lambda: converged(cluster), timeout=30, what="convergence after API faults")
+        assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+    finally:
+        controller.stop()
+
+
+def test_mlmd_down_for_a_minute(cluster: Cluster, shared_dir: Path) -> None:
+    controller = cluster.controller(resync_interval_s=2.0)
+    health = HealthServer(
+        "127.0.0.1",
+        0,
+        controller.metrics,
+        lambda: controller.readiness.check(time.time(), controller.settings.resync_interval_s),
+    )
+    health.start()
+    controller.start()
+    controller.activate()
+
+    def readyz() -> int:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health.port}/readyz", timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    try:
+        wait_until(lambda: readyz() == 200, timeout=20, what="ready")
+        cluster.mlmd.stop()
+        sim = Simulator(cluster.api.store, "3.5", seed=4)
+        submit_all(sim, shared_dir)
+        run_simulation(cluster, sim)
+        wait_until(lambda: readyz() == 503, timeout=20, what="not ready while MLMD is down")
+        # The outage itself is the point: MLMD stays down for a minute, the process stays alive.
+        down_until = time.monotonic() + 60
+        while time.monotonic() < down_until:
+            assert _healthz(health.port) == 200
+            time.sleep(5)
+        cluster.mlmd.start()
+        wait_until(lambda: converged(cluster), timeout=40, what="convergence after MLMD returns")
+        wait_until(lambda: readyz() == 200, timeout=20, what="ready again")
+        assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+    finally:
+        controller.stop()
+        health.stop()
+
+
+def _healthz(port: int) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        return response.status
+
+
+@pytest.mark.parametrize("election", [True, False])
+def test_two_replicas_make_no_duplicates(cluster: Cluster, shared_dir: Path, election: bool) -> None:
+    from controller.kube import api_client_from
+    from controller.leader import LeaderElector
+
+    replicas = [cluster.controller(resync_interval_s=1.0) for _ in range(2)]
+    electors = []
+    for i, replica in enumerate(replicas):
+        replica.start()
+        if election:
+            elector = LeaderElector(
+                api_client_from(str(cluster.kubeconfig)),
+                namespace="kubeflow",
+                name="kfpmr",
+                identity=f"r{i}",
+                lease_duration_s=3,
+                renew_deadline_s=2,
+                retry_period_s=0.2,
+                on_started=replica.activate,
+                on_stopped=replica.deactivate,
+            )
+            elector.start()
+            electors.append(elector)
+        else:
+            replica.activate()
+    try:
+        sim = Simulator(cluster.api.store, "3.5", seed=5)
+        submit_all(sim, shared_dir)
+        run_simulation(cluster, sim)
+        wait_until(lambda: converged(cluster), timeout=30, what="convergence with two replicas")
+        assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+        if election:
+            assert sum(r.active.is_set() for r in replicas) == 1
+    finally:
+        for elector in electors:
+            elector.stop(release=True)
+        for replica in replicas:
+            replica.stop()
+
+
+def test_malformed_pod_gets_an_event_and_the_rest_converge(cluster: Cluster, shared_dir: Path) -> None:
+    sim = Simulator(cluster.api.store, "3.3", seed=6)
+    submit_all(sim, shared_dir, WORKFLOWS[:2])
+    sim.run_until_complete()
+    victim = cluster.api.store.list("pods")[0]
+    name = victim["metadata"]["name"]
+    cluster.api.store.patch(
+        "pods",
+        "kubeflow",
+        name,
+        {"metadata": {"annotations": {"pipelines.kubeflow.org/component_spec": "{bad"}}},
+    )
+    controller = cluster.controller(resync_interval_s=1.0)
+    controller.start()
+    controller.activate()
+    try:
+        wait_until(
+            lambda: any(e["involvedObject"]["name"] == name for e in cluster.api.store.list("events")),
+            timeout=20,
+            what="an Event on the bad pod",
+        )
+        events = [e for e in cluster.api.store.list("events") if e["involvedObject"]["name"] == name]
+        assert events[0]["reason"] == "MetadataReconcileFailed"
+        assert "component_spec" in events[0]["message"]
+        wait_until(lambda: b'reason="malformed_annotation"' in controller.metrics.render(), timeout=10)
+        store_pods = [p for p in cluster.api.store.list("pods") if p["metadata"]["name"] != name]
+        wait_until(
+            lambda: all(
+                "pipelines.kubeflow.org/metadata_execution_id" in p["metadata"]["labels"]
+                for p in [
+                    cluster.api.store.get("pods", "kubeflow", q["metadata"]["name"]) for q in store_pods
+                ]
+            ),
+            timeout=20,
+            what="the other pods labelled",
+        )
+        # Passes later there is still one Event (rate-limited), not one per pass.
+        controller.run_pass("resync")
+        controller.run_pass("resync")
+        events = [e for e in cluster.api.store.list("events") if e["involvedObject"]["name"] == name]
+        assert len(events) == 1
+    finally:
+        controller.stop()
+
+
+def test_idle_pass_writes_nothing(cluster: Cluster, shared_dir: Path) -> None:
+    sim = Simulator(cluster.api.store, "3.5", seed=8)
+    submit_all(sim, shared_dir)
+    sim.run_until_complete()
+    controller = cluster.controller(resync_interval_s=300.0, watch_enabled=False)
+    controller.start()
+    controller.activate()
+    try:
+        wait_until(lambda: converged(cluster), timeout=30, what="first convergence")
+        cluster.api.reset_counts()
+        cluster.mlmd.reset_counts()
+        report = controller.run_pass("resync")
+        assert report is not None and sum(report.actions.values()) == 0
+        counts = cluster.api.request_counts()
+        assert counts.get(("patch", "pods"), 0) == 0
+        assert counts.get(("create", "events"), 0) == 0
+        assert cluster.mlmd.write_calls() == 0
+        assert counts.get(("list", "pods"), 0) >= 1  # it did look
+    finally:
+        controller.stop()
+
+
+def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sandbox.simulator import generate_load
+
+    generate_load(cluster.api.store, workflows=40, steps=5, profile="3.5", seed=9, completed=False)
+    # Keep the cluster busy: new runs keep arriving while the controller is killed again and again.
+    sim = Simulator(cluster.api.store, "3.5", seed=10)
+    arrivals = threading.Event()
+
+    def keep_busy() -> None:
+        names = ["own__chain10.yaml", "test__two_step.yaml", "own__fan_out_fan_in.yaml"]
+        i = 0
+        while not arrivals.wait(0.4):
+            sim.submit(load_fixture(shared_dir, names[i % len(names)]), "kubeflow")
+            i += 1
+            for _ in range(3):
+                sim.step()
+
+    busy_thread = threading.Thread(target=keep_busy, daemon=True)
+    busy_thread.start()
+    env = {
+        **os.environ,
+        "KFPMR_KUBECONFIG": str(cluster.kubeconfig),
+        "KFPMR_MLMD_URL": cluster.mlmd.url,
+        "KFPMR_LEADER_ELECTION": "false",
+        "KFPMR_RESYNC_INTERVAL_S": "1",
+        "KFPMR_RESYNC_JITTER_S": "0",
+        "KFPMR_HEALTH_PORT": "0",
+        "KFPMR_LOG_JSON": "true",
+    }
+    rng = random.Random(11)
+    kills = busy = 0
+    for _ in range(20):
+        before = cluster.mlmd.write_calls()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # A random moment: during start-up, or in the middle of a pass writing MLMD.
+        time.sleep(rng.uniform(0.5, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        kills += 1
+        busy += cluster.mlmd.write_calls() > before
+    arrivals.set()
+    busy_thread.join()
+    sim.run_until_complete()
+    assert kills == 20
+    assert busy >= 5, f"only {busy} of the kills hit a process that was writing MLMD"
+    ready = tmp_path / "ready"
+    final = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", "--ready-file", str(ready)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(ready.exists, timeout=30, what="the last controller to serve")
+        wait_until(lambda: converged(cluster), timeout=60, what="convergence after 20 SIGKILLs")
+    finally:
+        final.send_signal(signal.SIGTERM)
+        _, err = final.communicate(timeout=30)
+    assert final.returncode == 0, err[-2000:]
+    assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
