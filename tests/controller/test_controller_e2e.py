@@ -366,3 +366,53 @@ def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir
         _, err = final.communicate(timeout=30)
     assert final.returncode == 0, err[-2000:]
     assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+
+
+def test_sigterm_releases_the_lease_to_the_standby(cluster: Cluster, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "KFPMR_KUBECONFIG": str(cluster.kubeconfig),
+        "KFPMR_MLMD_URL": cluster.mlmd.url,
+        "KFPMR_HEALTH_PORT": "0",
+        "KFPMR_LEASE_NAMESPACE": "kubeflow",
+        "KFPMR_LEASE_DURATION_S": "30",
+        "KFPMR_RENEW_DEADLINE_S": "20",
+        "KFPMR_RETRY_PERIOD_S": "0.2",
+    }
+
+    def holder() -> str | None:
+        try:
+            lease = cluster.api.store.get("leases", "kubeflow", "kfp-metadata-reconciler")
+        except Exception:
+            return None
+        return lease.get("spec", {}).get("holderIdentity") or None
+
+    procs = {}
+    for name in ("a", "b"):
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "run", "--ready-file", str(tmp_path / name)],
+            env={**env, "KFPMR_IDENTITY": name},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        leader = wait_until(holder, timeout=30, what="a leader")
+        standby = "b" if leader == "a" else "a"
+        wait_until((tmp_path / leader).exists, timeout=30, what="the leader to serve")
+        procs[leader].send_signal(signal.SIGTERM)
+        _, err = procs[leader].communicate(timeout=30)
+        assert procs[leader].returncode == 0, err[-2000:]
+        started = time.monotonic()
+        wait_until(lambda: holder() == standby, timeout=10, what="the standby to take the released lease")
+        assert time.monotonic() - started < 10  # far sooner than the 30 s lease would expire
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=30)
