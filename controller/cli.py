@@ -1,7 +1,8 @@
 """The `kfp-metadata-reconciler` command line.
 
-Exit codes (docs/cli.md): 0 converged; 1 some pods failed (listed);
-2 usage or configuration error; 3 could not reach Kubernetes or MLMD.
+Exit codes (docs/cli.md): 0 converged (verify: no drift); 1 some pods failed
+(listed); 2 usage or configuration error; 3 could not reach Kubernetes or
+MLMD; 4 verify found drift.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 EXIT_OK = 0
 EXIT_POD_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_DRIFT = 4
 
 
 class UsageError(Exception):
@@ -30,26 +31,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="kfp-metadata-reconciler",
         description="Keep ML Metadata in step with Kubeflow Pipelines v1 steps run by Argo Workflows.",
         epilog="Settings are also read from the environment (KFPMR_*, and the upstream "
-        "metadata-writer's names); see docs/configuration.md. Exit codes: 0 converged, "
-        "1 some pods failed, 2 usage/config error, 3 Kubernetes or MLMD unreachable.",
+        "metadata-writer's names); see docs/configuration.md. Exit codes: 0 converged (verify: no drift), "
+        "1 some pods failed, 2 usage/config error, 3 Kubernetes or MLMD unreachable, 4 verify found drift.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rec = sub.add_parser(
         "reconcile",
         help="run one reconcile pass now",
-        description="Run one pass: write what MLMD lacks and list the pod label changes.",
+        description="One pass over a cluster (or a saved dump): write what MLMD lacks and fix pod labels.",
     )
+    _scope_flags(rec)
     rec.add_argument(
-        "--from-file",
-        metavar="PODS.json",
-        required=True,
-        help="a saved PodList, or a List of Pods, Workflows and WorkflowTaskResults "
-        "(kubectl get pods,workflows,workflowtaskresults -A -o json); pod label changes are "
-        "printed, not applied",
+        "--dry-run", action="store_true", help="print every MLMD write and label change; write nothing"
     )
-    rec.add_argument("--mlmd", metavar="URL", help="MLMD store URL (overrides KFPMR_MLMD_URL)")
-    rec.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
-    rec.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    ver = sub.add_parser(
+        "verify",
+        help="report drift without changing anything",
+        description="Read-only: report missing, unkeyed and mismatched records, wrong pod labels and "
+        "orphaned records, grouped by kind. Exit 0 when clean, 4 when drift was found.",
+    )
+    _scope_flags(ver)
     run = sub.add_parser(
         "run",
         help="run the controller (what the Deployment runs)",
@@ -94,6 +95,30 @@ def _parser() -> argparse.ArgumentParser:
         help="use this MLMD store instead of starting the project's gRPC server over <workdir>/mlmd.sqlite",
     )
     return parser
+
+
+def _scope_flags(command: argparse.ArgumentParser) -> None:
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
+        "--namespace", "-n", action="append", dest="namespaces", metavar="NS", help="namespace (repeatable)"
+    )
+    where.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
+    command.add_argument(
+        "--workflow",
+        action="append",
+        dest="workflows",
+        metavar="NAME",
+        help="only this workflow (repeatable)",
+    )
+    command.add_argument(
+        "--from-file",
+        metavar="FILE.json",
+        help="a saved List (kubectl get pods,workflows,workflowtaskresults -A -o json) instead of the "
+        "cluster; label changes are then printed, not applied",
+    )
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
+    command.add_argument("--mlmd", metavar="URL", help="MLMD store URL (overrides KFPMR_MLMD_URL)")
+    command.add_argument("--output", choices=("text", "json"), default="text", help="report format")
 
 
 def settings_help() -> str:
@@ -145,102 +170,66 @@ def _sandbox(args: argparse.Namespace) -> int:
     return EXIT_POD_ERRORS if result.errors else EXIT_OK
 
 
-def load_objects(path: str) -> tuple[list[Any], dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
-    """Pods, taskresults and workflow nodes (both keyed by (namespace, node id)) from a List file."""
-    from reconcile.argo import workflow_nodes
-    from reconcile.errors import PodError
-
-    try:
-        with Path(path).open("rb") as handle:
-            document = json.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path} is not JSON: {exc}") from None
-    items = document.get("items") if isinstance(document, dict) else None
-    if not isinstance(items, list):
-        raise UsageError(f"{path} is not a Kubernetes List (no 'items' array)")
-    default_kind = "Pod" if document.get("kind") == "PodList" else None
-    pods, taskresults, nodes = [], {}, {}
-    for item in items:
-        kind = item.get("kind", default_kind) if isinstance(item, dict) else None
-        if kind == "Pod" or (kind is None and default_kind is None and isinstance(item, dict)):
-            pods.append(item)
-            continue
-        meta = item.get("metadata") or {} if isinstance(item, dict) else {}
-        namespace = meta.get("namespace", "default")
-        if kind == "WorkflowTaskResult":
-            taskresults[(namespace, meta.get("name", ""))] = item
-        elif kind == "Workflow":
-            try:
-                for node_id, node in workflow_nodes(item).items():
-                    nodes[(namespace, node_id)] = node
-            except PodError as exc:
-                print(f"warning: workflow {namespace}/{meta.get('name')}: {exc.message}", file=sys.stderr)
-    return pods, taskresults, nodes
-
-
-def _print_text(report: Any, dry_run: bool) -> None:
-    verb = "would write" if dry_run else "wrote"
-    if dry_run:
-        for plan in report.plans:
-            for kind, detail in plan.actions():
-                print(f"  {kind:<18} {detail}")
-    print(f"pods seen:     {report.pods_seen}")
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.pods_skipped.items())) or "none"
-    print(f"pods skipped:  {sum(report.pods_skipped.values())} ({skipped})")
-    actions = ", ".join(f"{k} {v}" for k, v in sorted(report.actions.items())) or "nothing"
-    print(f"MLMD {verb}: {actions}")
-    if report.pending_inputs:
-        print(f"inputs waiting for their upstream artifact: {report.pending_inputs}")
-    if report.pending_outputs:
-        print(f"steps whose outputs are not reported yet: {report.pending_outputs}")
-    print(f"pod label changes (not applied from a file): {len(report.pod_patches)}")
-    for patch in report.pod_patches:
-        print(f"  {patch.namespace}/{patch.pod}: {json.dumps(patch.patch['metadata'], sort_keys=True)}")
-    for warning in report.warnings:
-        print(f"warning: {warning.namespace}/{warning.pod}: {warning.message}")
-    print(f"errors:        {len(report.errors)}")
-    for problem in report.errors:
-        print(f"  {problem}")
-
-
-def _reconcile_file(args: argparse.Namespace) -> int:
-    from controller.reconcile_pass import STORE_DOWN, reconcile_pods
+def _manual(args: argparse.Namespace, *, verify: bool) -> int:
+    from controller.manual import Scope, ScopeError, counted_drift, read_cluster, read_file, run_manual
+    from controller.reconcile_pass import STORE_DOWN
+    from controller.report_view import print_drift, print_plan, print_summary, progress_bar, summary
     from controller.settings import load_settings
     from store.connect import open_store
-    from store.types import TypeRegistry
 
-    settings = load_settings(mlmd_url=args.mlmd)
-    pods, taskresults, nodes = load_objects(args.from_file)
+    dry_run = verify or args.dry_run
+    settings = load_settings(mlmd_url=args.mlmd, kubeconfig=args.kubeconfig)
+    namespaces = None if args.all_namespaces else args.namespaces or settings.namespaces or None
+    scope = Scope(namespaces, args.workflows or [])
+    kube = None
+    try:
+        if args.from_file:
+            found = read_file(args.from_file, scope, settings)
+        else:
+            from controller.kube import KubeClient, api_client_from
+
+            kube = KubeClient(api_client_from(settings.kubeconfig))
+            found = read_cluster(kube, scope, settings)
+    except ScopeError as exc:
+        raise UsageError(str(exc)) from None
     store = open_store(
         settings.store_url(),
         ca_cert_path=settings.mlmd_ca_cert_path,
         max_receive_message_length=settings.mlmd_max_receive_message_length,
     )
+    text = args.output == "text"
+    terminal = text and sys.stdout.isatty()
     try:
-        report = reconcile_pods(
-            pods,
-            store,
-            TypeRegistry(store),
-            settings.reconcile_options(),
-            dry_run=args.dry_run,
-            taskresults=taskresults,
-            nodes=nodes,
-        )
+        with progress_bar(terminal, sys.stderr) as progress:
+            outcome = run_manual(
+                found,
+                store,
+                settings,
+                write=not dry_run,
+                verify=verify,
+                scope=scope,
+                kube=kube,
+                progress=progress,
+            )
     except STORE_DOWN as exc:
         print(f"error: MLMD became unreachable during the pass: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    if args.output == "json":
-        print(json.dumps({**report.to_json(), "dry_run": args.dry_run}, indent=2, sort_keys=True))
+    if not text:
+        print(json.dumps(summary(outcome, dry_run=dry_run, verify=verify), indent=2, sort_keys=True))
     else:
-        _print_text(report, args.dry_run)
-    return EXIT_POD_ERRORS if report.errors else EXIT_OK
+        if verify:
+            print_drift(outcome.drift, sys.stdout)
+        elif dry_run:
+            print_plan(outcome, sys.stdout)
+        print_summary(outcome, dry_run=dry_run, verify=verify, out=sys.stdout, table=terminal)
+    if verify and counted_drift(outcome):
+        return EXIT_DRIFT
+    return EXIT_POD_ERRORS if outcome.report.errors else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    from controller.kube import KubeConfigError
+    from controller.kube import KubeConfigError, KubeUnavailableError
     from controller.settings import SettingsError
     from store.connect import StoreConfigError, StoreUnavailableError
 
@@ -249,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
-        if args.command == "reconcile":
-            return _reconcile_file(args)
+        if args.command in ("reconcile", "verify"):
+            return _manual(args, verify=args.command == "verify")
         if args.command == "sandbox":
             return _sandbox(args)
         if args.command == "run":
@@ -258,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SettingsError, StoreConfigError, KubeConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StoreUnavailableError as exc:
+    except (StoreUnavailableError, KubeUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:

@@ -35,6 +35,7 @@ class PassInputs:
     # Problems with workflows (not pods): (namespace, name, message).
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     resource_versions: dict[str | None, str] = field(default_factory=dict)  # list RVs for the watch
+    workflow_uids: set[str] = field(default_factory=set)  # of the Workflows read
 
 
 def _pod_node_id(pod: JSON) -> tuple[str, str] | None:
@@ -64,6 +65,8 @@ def assemble(
     for workflow in workflows:
         meta = workflow.get("metadata") or {}
         namespace, name = meta.get("namespace", "default"), meta.get("name", "?")
+        if isinstance(meta.get("uid"), str):
+            inputs.workflow_uids.add(meta["uid"])
         try:
             nodes = workflow_nodes(workflow)
         except PodError as exc:

@@ -529,6 +529,22 @@ class KubeClient:
         """Argo WorkflowTaskResults (raw JSON); [] when the CRD is absent (Argo < 3.3)."""
         return self._list_custom("workflowtaskresults", namespaces, label_selector)
 
+    def namespace_exists(self, name: str) -> bool:
+        """Whether a namespace exists (for scoping a manual pass)."""
+        timeout = self._timeout()
+        try:
+            self.with_retries(
+                self._json(
+                    lambda: self.core.read_namespace(name, _preload_content=False, _request_timeout=timeout)
+                ),
+                f"get namespace {name}",
+            )
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One Argo Workflow (raw JSON), or None when it (or its CRD) does not exist."""
         timeout = self._timeout()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,11 @@ from reconcile.pod_metadata import (
 )
 from reconcile.records import DesiredStep
 from store.actual import read_actual
-from store.apply import apply_plans
+from store.apply import ApplyResult, apply_plans
 from store.types import TypeRegistry
+
+# progress(phase, done, total): phase "pods" while pods are read, "apply" while steps are written.
+Progress = Callable[[str, int, int], None]
 
 # MLMD errors that mean the store itself is unusable: the pass stops, no pod is blamed.
 STORE_DOWN = (mlmd_errors.UnavailableError, mlmd_errors.DeadlineExceededError)
@@ -110,6 +113,7 @@ def desired_steps(
     report: PassReport,
     taskresults: Mapping[tuple[str, str], JSON] | None = None,
     nodes: Mapping[tuple[str, str], JSON] | None = None,
+    progress: Progress | None = None,
 ) -> list[_Step]:
     """Validate, classify and turn pods into desired steps; bad pods go to the report.
 
@@ -117,8 +121,11 @@ def desired_steps(
     WorkflowTaskResult and Workflow `status.nodes` entry, where known.
     """
     steps: dict[str, _Step] = {}
+    pods = list(pods)
     for raw in pods:
         report.pods_seen += 1
+        if progress is not None and report.pods_seen % 100 == 0:
+            progress("pods", report.pods_seen, len(pods))
         try:
             pod = PodView.from_json(raw)
         except PodError as exc:
@@ -174,6 +181,7 @@ def reconcile_pods(
     taskresults: Mapping[tuple[str, str], JSON] | None = None,
     nodes: Mapping[tuple[str, str], JSON] | None = None,
     podless_steps: Iterable[DesiredStep] = (),
+    progress: Progress | None = None,
 ) -> PassReport:
     """Converge MLMD with `pods` and return the report, including the pod patches to make.
 
@@ -183,7 +191,7 @@ def reconcile_pods(
     """
     started = time.monotonic()
     report = PassReport()
-    steps = desired_steps(pods, options, report, taskresults, nodes)
+    steps = desired_steps(pods, options, report, taskresults, nodes, progress)
     known = {s.desired.execution.key for s in steps}
     steps += [_Step(None, Disposition.RECORD, d) for d in podless_steps if d.execution.key not in known]
     planned = _plan_all(steps, store, report)
@@ -194,7 +202,7 @@ def reconcile_pods(
             applied[plan.step.execution.key] = AppliedIds(plan.context_id, plan.execution_id, {})
         final = planned
     else:
-        result = apply_plans(store, types, [p for _, p in planned])
+        result = _apply_with_progress(store, types, [p for _, p in planned], progress)
         report.transactions += result.transactions
         applied.update(result.applied)
         final = [(s, p) for s, p in planned if p.step.execution.key in result.applied]
@@ -223,6 +231,28 @@ def reconcile_pods(
             report.pod_patches.append(PodPatch(step.pod.namespace, step.pod.name, patch))
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _apply_with_progress(
+    store: Any, types: TypeRegistry, plans: list[StepPlan], progress: Progress | None
+) -> ApplyResult:
+    """apply_plans, a few workflows at a time when someone watches the progress."""
+    if progress is None:
+        return apply_plans(store, types, plans)
+    by_workflow: dict[str, list[StepPlan]] = {}
+    for plan in plans:
+        by_workflow.setdefault(plan.step.context.name, []).append(plan)
+    groups = list(by_workflow.values())
+    result, created, done = ApplyResult(), {}, 0
+    for start in range(0, len(groups), 20):
+        batch = [p for group in groups[start : start + 20] for p in group]
+        part = apply_plans(store, types, batch, created)
+        result.applied.update(part.applied)
+        result.failed.update(part.failed)
+        result.transactions += part.transactions
+        done += len(batch)
+        progress("apply", done, len(plans))
+    return result
 
 
 def _retry_one_by_one(

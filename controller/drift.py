@@ -1,0 +1,173 @@
+"""Drift: what `verify` reports -- the difference a dry-run pass found, grouped by kind.
+
+Every planned write is drift of some kind (a missing record, one the
+upstream writer left without our key, or one whose fields differ), every
+planned pod patch is label drift, and records with our keys that no pod and
+no Workflow accounts for any more are orphans (reported, never deleted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import ListOptions
+
+from controller.reconcile_pass import PassReport
+from reconcile import conventions as c
+from reconcile import keys
+from reconcile.plan import Op, StepPlan
+
+# Report order: what is missing, then what lacks our key, then what differs.
+KINDS = (
+    "missing_context",
+    "missing_execution",
+    "missing_artifact",
+    "missing_event",
+    "unkeyed_context",
+    "unkeyed_execution",
+    "unkeyed_artifact",
+    "mismatched_context",
+    "mismatched_execution",
+    "mismatched_artifact",
+    "wrong_pod_metadata",
+    "orphaned_execution",
+)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between MLMD (or a pod) and what it should be."""
+
+    kind: str
+    subject: str
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def drift_of_plan(plan: StepPlan) -> list[Drift]:
+    """The record drift one step's plan implies."""
+    found: list[Drift] = []
+    step = plan.step
+    if plan.context is not None:
+        ctx = plan.context
+        kind = {Op.CREATE: "missing_context", Op.ADOPT: "unkeyed_context", Op.UPDATE: "mismatched_context"}[
+            ctx.op
+        ]
+        found.append(Drift(kind, step.context.name, f"run context {step.context.name!r}"))
+    if plan.execution is not None:
+        ex = plan.execution
+        if ex.op is Op.CREATE:
+            found.append(Drift("missing_execution", ex.desired.key, f"step {step.ref}"))
+        else:
+            kind = "unkeyed_execution" if ex.op is Op.ADOPT else "mismatched_execution"
+            found.append(
+                Drift(
+                    kind,
+                    ex.desired.key,
+                    f"id {ex.stored.id if ex.stored else '?'}: differs in {', '.join(ex.changes)}",
+                )
+            )
+    for link in plan.inputs:
+        found.append(Drift("missing_event", step.execution.key, f"INPUT {link.name!r} from {link.uri}"))
+    for out in plan.outputs:
+        if out.op is Op.CREATE:
+            found.append(
+                Drift("missing_artifact", out.desired.key, f"output {out.desired.name!r} {out.desired.uri}")
+            )
+            continue
+        if out.op is not None:
+            kind = "unkeyed_artifact" if out.op is Op.ADOPT else "mismatched_artifact"
+            stored_id = out.stored.id if out.stored else "?"
+            found.append(Drift(kind, out.desired.key, f"id {stored_id}: differs in {', '.join(out.changes)}"))
+        if out.add_event:
+            found.append(Drift("missing_event", step.execution.key, f"OUTPUT {out.desired.name!r}"))
+    return found
+
+
+def _label_detail(key: str, current: str | None, desired: str, owners: Mapping[int, str | None]) -> str:
+    short = key.removeprefix(c.KFP)
+    if current is None:
+        return f"{short} missing (should be {desired[:80]})"
+    if key == c.EXECUTION_ID_LABEL and current.isdigit():
+        owner = owners.get(int(current), "<none>")
+        if owner == "<none>":
+            return f"{short}={current} names an execution that does not exist (should be {desired})"
+        return f"{short}={current} names another record ({owner or 'no key'}); should be {desired}"
+    return f"{short}={current[:80]} (should be {desired[:80]})"
+
+
+def label_drift(
+    report: PassReport, pods: Iterable[dict[str, Any]], owners: Mapping[int, str | None]
+) -> list[Drift]:
+    """One drift per wrong label or annotation of ours on a pod."""
+    current = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        current[(meta.get("namespace"), meta.get("name"))] = meta
+    found = []
+    for patch in report.pod_patches:
+        meta = current.get((patch.namespace, patch.pod), {})
+        for field in ("labels", "annotations"):
+            have = meta.get(field) or {}
+            for key, want in patch.patch["metadata"].get(field, {}).items():
+                detail = _label_detail(key, have.get(key), want, owners)
+                found.append(Drift("wrong_pod_metadata", f"{patch.namespace}/{patch.pod}", detail))
+    return found
+
+
+def label_owners(store: Any, report: PassReport, pods: Iterable[dict[str, Any]]) -> dict[int, str | None]:
+    """Execution id -> its external_id, for the ids that wrong labels name (one batched read)."""
+    wrong = {(p.namespace, p.pod) for p in report.pod_patches}
+    ids = set()
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("namespace"), meta.get("name")) in wrong:
+            value = (meta.get("labels") or {}).get(c.EXECUTION_ID_LABEL, "")
+            if value.isdigit():
+                ids.add(int(value))
+    if not ids:
+        return {}
+    try:
+        found = store.get_executions_by_id(sorted(ids))
+    except mlmd_errors.NotFoundError:
+        found = []
+    return {e.id: e.external_id or None for e in found}
+
+
+def orphans(
+    store: Any, namespaces: Sequence[str] | None, desired_keys: set[str], live_workflow_uids: set[str]
+) -> list[Drift]:
+    """Our executions whose step no listed pod or Workflow accounts for any more (never deleted)."""
+    prefixes = [f"{keys.PREFIX}/step/{ns}/" for ns in namespaces] if namespaces else [f"{keys.PREFIX}/step/"]
+    found = []
+    for prefix in prefixes:
+        query = f"external_id LIKE '{prefix}%'"
+        for execution in store.get_executions(list_options=ListOptions(filter_query=query)):
+            key = execution.external_id
+            if key in desired_keys:
+                continue
+            parts = key[len(keys.PREFIX) + len("/step/") :].split("/", 2)
+            if len(parts) == 3 and parts[1] in live_workflow_uids:
+                continue  # its Workflow still exists (e.g. a node not yet or no longer a step)
+            pod = execution.custom_properties.get("kfp_pod_name")
+            detail = f"id {execution.id}, pod {pod.string_value if pod else '?'}: pod and workflow are gone"
+            found.append(Drift("orphaned_execution", key, detail))
+    return found
+
+
+def grouped(drift: Iterable[Drift]) -> dict[str, list[Drift]]:
+    """Drift by kind, in report order."""
+    groups: dict[str, list[Drift]] = {kind: [] for kind in KINDS}
+    for item in drift:
+        groups.setdefault(item.kind, []).append(item)
+    return {kind: items for kind, items in groups.items() if items}
+
+
+def drift_json(drift: Iterable[Drift]) -> str:
+    return json.dumps({k: [d.to_json() for d in v] for k, v in grouped(drift).items()}, indent=2)

@@ -1,0 +1,137 @@
+"""How `reconcile` and `verify` show their outcome: plain lines, a table on a terminal, or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from controller.drift import Drift, grouped
+from controller.manual import ManualOutcome, counted_drift
+from controller.reconcile_pass import Progress
+
+
+def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str, Any]:
+    """The JSON object (and the numbers the text views show)."""
+    report = outcome.report
+    data = report.to_json()
+    data["dry_run"] = dry_run
+    data["offline"] = outcome.offline
+    data["pod_patches_applied"] = outcome.patches_applied
+    data["steps_without_pod"] = len(outcome.found.podless_steps)
+    if verify:
+        counted = counted_drift(outcome)
+        data["drift"] = {k: [d.to_json() for d in v] for k, v in grouped(outcome.drift).items()}
+        data["drift_total"] = len(outcome.drift)
+        data["drift_counted"] = len(counted)
+        del data["pod_patches"]
+    return data
+
+
+def print_plan(outcome: ManualOutcome, out: TextIO) -> None:
+    """Every MLMD write and every label change a dry run would make."""
+    for plan in outcome.report.plans:
+        for kind, detail in plan.actions():
+            print(f"  {kind:<18} {detail}", file=out)
+    for patch in outcome.report.pod_patches:
+        print(
+            f"  {'pod.patch':<18} {patch.namespace}/{patch.pod} "
+            f"{json.dumps(patch.patch['metadata'], sort_keys=True)}",
+            file=out,
+        )
+
+
+def print_drift(drift: list[Drift], out: TextIO) -> None:
+    for kind, items in grouped(drift).items():
+        print(f"{kind} ({len(items)}):", file=out)
+        for item in items:
+            print(f"  {item.subject}: {item.detail}", file=out)
+
+
+def _rows(data: dict[str, Any], outcome: ManualOutcome, verify: bool) -> list[tuple[str, str]]:
+    rows = [
+        ("pods seen", str(data["pods_seen"])),
+        ("pods skipped", str(data["pods_skipped"])),
+        ("steps rebuilt from Workflow status (pod gone)", str(data["steps_without_pod"])),
+    ]
+    for reason, count in data["pods_skipped_by_reason"].items():
+        rows.append((f"pods skipped: {reason}", str(count)))
+    verb = "MLMD writes planned" if data["dry_run"] or verify else "MLMD writes"
+    for kind, count in data["actions"].items():
+        rows.append((f"{verb}: {kind}", str(count)))
+    if not data["actions"]:
+        rows.append((verb, "0"))
+    if verify:
+        rows.append(("drift found", str(data["drift_total"])))
+        if outcome.offline:
+            rows.append(("drift counted (labels cannot be fixed offline)", str(data["drift_counted"])))
+    else:
+        label = "pod label changes " + (
+            "(printed, not applied)" if outcome.offline or data["dry_run"] else "applied"
+        )
+        rows.append(
+            (
+                label,
+                str(
+                    data["pod_patches_applied"]
+                    if not (outcome.offline or data["dry_run"])
+                    else len(outcome.report.pod_patches)
+                ),
+            )
+        )
+    rows.append(("inputs waiting for their upstream artifact", str(data["pending_inputs"])))
+    rows.append(("steps whose outputs are not reported yet", str(data["pending_outputs"])))
+    rows.append(("errors", str(len(data["errors"]))))
+    return rows
+
+
+def print_summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool, out: TextIO, table: bool) -> None:
+    """The end-of-run summary: a table on a terminal, plain `name: value` lines otherwise."""
+    data = summary(outcome, dry_run=dry_run, verify=verify)
+    rows = _rows(data, outcome, verify)
+    if table:
+        from rich.console import Console
+        from rich.table import Table
+
+        view = Table(title="verify" if verify else ("reconcile (dry run)" if dry_run else "reconcile"))
+        view.add_column("what")
+        view.add_column("count", justify="right")
+        for name, value in rows:
+            view.add_row(name, value)
+        Console(file=out).print(view)
+    else:
+        for name, value in rows:
+            print(f"{name}: {value}", file=out)
+    for warning in outcome.report.warnings:
+        print(f"warning: {warning.namespace}/{warning.pod}: {warning.message}", file=out)
+    for problem in outcome.report.errors:
+        print(f"error: {problem}", file=out)
+
+
+@contextmanager
+def progress_bar(enabled: bool, out: TextIO) -> Iterator[Progress | None]:
+    """A progress bar over pods, then over steps written, when `enabled` (a terminal)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(file=out),
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+        labels = {"pods": "reading pods", "apply": "writing steps"}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(labels.get(phase, phase), total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
