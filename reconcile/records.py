@@ -35,7 +35,7 @@ class EventKind(IntEnum):
 
 @dataclass(frozen=True)
 class StepRef:
-    """Which step a set of records describes, and the pod that ran it (if still there)."""
+    """Which step a set of records describes, and the name of the pod that runs or ran it."""
 
     namespace: str
     workflow_name: str
