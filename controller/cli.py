@@ -1,8 +1,8 @@
 """The `kfp-metadata-reconciler` command line.
 
 Exit codes (docs/cli.md): 0 converged (verify: no drift); 1 some pods failed
-(listed); 2 usage or configuration error; 3 could not reach Kubernetes or
-MLMD; 4 verify found drift.
+(listed); 2 usage or configuration error (also: the API server refused a
+request, e.g. RBAC); 3 could not reach Kubernetes or MLMD; 4 verify found drift.
 """
 
 from __future__ import annotations
@@ -173,7 +173,14 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     from controller.manual import Scope, ScopeError, counted_drift, read_cluster, read_file, run_manual
     from controller.reconcile_pass import STORE_DOWN
-    from controller.report_view import print_drift, print_plan, print_summary, progress_bar, summary
+    from controller.report_view import (
+        print_drift,
+        print_plan,
+        print_pod_patches,
+        print_summary,
+        progress_bar,
+        summary,
+    )
     from controller.settings import load_settings
     from store.connect import open_store
 
@@ -221,6 +228,8 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
             print_drift(outcome.drift, sys.stdout)
         elif dry_run:
             print_plan(outcome, sys.stdout)
+        elif outcome.offline:
+            print_pod_patches(outcome, sys.stdout)
         print_summary(outcome, dry_run=dry_run, verify=verify, out=sys.stdout, table=terminal)
     if verify and counted_drift(outcome):
         return EXIT_DRIFT
@@ -229,7 +238,7 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    from controller.kube import KubeConfigError, KubeUnavailableError
+    from controller.kube import KubeApiError, KubeConfigError, KubeUnavailableError
     from controller.settings import SettingsError
     from store.connect import StoreConfigError, StoreUnavailableError
 
@@ -244,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sandbox(args)
         if args.command == "run":
             return _run(args)
-    except (UsageError, SettingsError, StoreConfigError, KubeConfigError) as exc:
+    except (UsageError, SettingsError, StoreConfigError, KubeConfigError, KubeApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (StoreUnavailableError, KubeUnavailableError) as exc:

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ml_metadata import errors as mlmd_errors
 
 from controller import inputs as pass_inputs
-from controller.reconcile_pass import PassReport, reconcile_pods
+from controller.reconcile_pass import PassReport, apply_pod_patches, reconcile_pods
 from controller.settings import Settings
 from reconcile import conventions as c
 from reconcile.errors import Reason
@@ -207,11 +207,9 @@ class Controller:
         return report
 
     def _patch_pods(self, report: PassReport) -> None:
-        for patch in report.pod_patches:
-            if not self.active.is_set():
-                log.info("leadership lost: remaining pod patches left to the next leader")
-                return
-            self.kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch)
+        applied = apply_pod_patches(self.kube, report, self.active.is_set)
+        if applied < len(report.pod_patches) and not self.active.is_set():
+            log.info("leadership lost: remaining pod patches left to the next leader")
 
     def _report_bad_pods(self, report: PassReport, pods: list[dict[str, Any]]) -> None:
         by_name = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from controller import inputs as pass_inputs
 from controller.drift import Drift, drift_of_plan, label_drift, label_owners, orphans
-from controller.reconcile_pass import PassReport, Progress, reconcile_pods
+from controller.reconcile_pass import PassReport, PodProblem, Progress, apply_pod_patches, reconcile_pods
 from controller.settings import Settings
 from reconcile import conventions as c
 from reconcile.argo import JSON
@@ -132,13 +132,22 @@ def run_manual(
         podless_steps=found.podless_steps,
         progress=progress,
     )
+    for namespace, name, message in found.problems:
+        # A Workflow (or one of its nodes) that cannot be read: steps whose pod is gone are lost.
+        report.errors.append(PodProblem(namespace, name, "malformed_workflow", message))
     outcome = ManualOutcome(report, found, offline=kube is None)
     if write and kube is not None:
-        for patch in report.pod_patches:
-            outcome.patches_applied += kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch)
+        outcome.patches_applied = apply_pod_patches(kube, report)
     if verify:
+        contexts: set[str] = set()
         for plan in report.plans:
-            outcome.drift += drift_of_plan(plan)
+            for item in drift_of_plan(plan):
+                if item.kind.endswith("_context"):
+                    # Every step of a workflow plans its run context; report it once.
+                    if item.subject in contexts:
+                        continue
+                    contexts.add(item.subject)
+                outcome.drift.append(item)
         outcome.drift += label_drift(report, found.pods, label_owners(store, report, found.pods))
         if not scope.workflows:
             desired = {p.step.execution.key for p in report.plans}
@@ -147,7 +156,12 @@ def run_manual(
 
 
 def counted_drift(outcome: ManualOutcome) -> list[Drift]:
-    """The drift that decides `verify`'s exit code (offline, labels cannot be repaired: not counted)."""
-    if outcome.offline:
-        return [d for d in outcome.drift if d.kind != "wrong_pod_metadata"]
-    return outcome.drift
+    """The drift that decides `verify`'s exit code.
+
+    Orphans are history, not damage: once Argo's TTL removes a finished
+    Workflow its records are orphans by definition, and there is nothing to
+    repair. Offline, wrong labels cannot be repaired either. Both are listed,
+    neither counts.
+    """
+    uncounted = {"orphaned_execution"} | ({"wrong_pod_metadata"} if outcome.offline else set())
+    return [d for d in outcome.drift if d.kind not in uncounted]

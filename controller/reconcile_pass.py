@@ -233,6 +233,25 @@ def reconcile_pods(
     return report
 
 
+def apply_pod_patches(kube: Any, report: PassReport, keep_going: Callable[[], bool] = lambda: True) -> int:
+    """Merge-patch our labels onto the pods; a refused patch is that pod's error, not the pass's.
+
+    Returns the number of pods patched (a pod that is gone meanwhile is not an error).
+    `keep_going` is asked before each patch (leadership may be lost mid-pass).
+    """
+    from controller.kube import KubeApiError
+
+    applied = 0
+    for patch in report.pod_patches:
+        if not keep_going():
+            break
+        try:
+            applied += kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch)
+        except KubeApiError as exc:
+            report.errors.append(PodProblem(patch.namespace, patch.pod, "pod_patch", exc.message))
+    return applied
+
+
 def _apply_with_progress(
     store: Any, types: TypeRegistry, plans: list[StepPlan], progress: Progress | None
 ) -> ApplyResult:

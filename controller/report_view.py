@@ -31,9 +31,20 @@ def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str,
 
 def print_plan(outcome: ManualOutcome, out: TextIO) -> None:
     """Every MLMD write and every label change a dry run would make."""
+    contexts: set[str] = set()
     for plan in outcome.report.plans:
         for kind, detail in plan.actions():
+            if kind.startswith("context."):
+                # Every step of a workflow plans its run context; it is written once.
+                if detail in contexts:
+                    continue
+                contexts.add(detail)
             print(f"  {kind:<18} {detail}", file=out)
+    print_pod_patches(outcome, out)
+
+
+def print_pod_patches(outcome: ManualOutcome, out: TextIO) -> None:
+    """Every label and annotation change, one pod a line (offline they cannot be applied)."""
     for patch in outcome.report.pod_patches:
         print(
             f"  {'pod.patch':<18} {patch.namespace}/{patch.pod} "

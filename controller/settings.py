@@ -141,6 +141,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("mlmd_grpc_port", mode="before")
+    @classmethod
+    def _docker_link_port(cls, value: Any) -> Any:
+        # Kubernetes injects METADATA_GRPC_SERVICE_PORT=tcp://<ip>:<port> into pods in the
+        # namespace of a Service named metadata-grpc-service (docker-link variables); the
+        # name is also the upstream writer's, so take the port from that form too.
+        if isinstance(value, str) and value.startswith(("tcp://", "udp://")):
+            return value.rsplit(":", 1)[-1]
+        return value
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: Any) -> Any:

@@ -23,5 +23,24 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# tests/deploy tools beyond the test extra, under .venv/tools (ignored by git):
+# - checkov in a venv of its own: it pins packaging<24 and python-dateutil<3, which
+#   conflict with pytest and kubernetes in .venv;
+# - Debian's kubectl 1.20 (kustomize v2.0.3), unpacked, not installed: the overlays must
+#   still render with it.
+TOOLS=.venv/tools
+CHECKOV_VERSION=3.3.30
+if [ "$("$TOOLS/checkov/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+    "$PY" -m venv "$TOOLS/checkov"
+    "$TOOLS/checkov/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
+if [ ! -x "$TOOLS/kubectl-1.20/usr/bin/kubectl" ]; then
+    debs=$(mktemp -d)
+    (cd "$debs" && { apt-get download kubernetes-client 2>/dev/null \
+        || { apt-get update -qq && apt-get download kubernetes-client; }; })
+    dpkg -x "$debs"/kubernetes-client_*.deb "$TOOLS/kubectl-1.20"
+    rm -rf "$debs"
+fi
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
