@@ -83,7 +83,8 @@ def dr_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
         api.stop()
 
 
-def cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(cluster: Cluster, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    kubeconfig = kubeconfig or cluster.kubeconfig
     return subprocess.run(
         [
             sys.executable,
@@ -92,7 +93,7 @@ def cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
             *args,
             "--mlmd",
             cluster.mlmd.url,
-            *([] if "--from-file" in args else ["--kubeconfig", str(cluster.kubeconfig)]),
+            *([] if "--from-file" in args else ["--kubeconfig", str(kubeconfig)]),
         ],
         capture_output=True,
         text=True,
@@ -116,10 +117,18 @@ def pod_metadata(cluster: Cluster) -> dict[str, Any]:
 
 
 def run_with_restore(
-    cluster: Cluster, backend: Backend, shared_dir: Path, *, pod_gc: str | None = None
+    cluster: Cluster,
+    backend: Backend,
+    shared_dir: Path,
+    *,
+    pod_gc: str | None = None,
+    kubeconfig: Path | None = None,
+    namespaces: list[str] | None = None,
 ) -> None:
     """Record everything with the controller, back up half-way, finish, restore the backup."""
-    controller = cluster.controller(resync_interval_s=1.0)
+    controller = cluster.controller(
+        resync_interval_s=1.0, kubeconfig=str(kubeconfig or cluster.kubeconfig), namespaces=namespaces or []
+    )
     controller.start()
     controller.activate()
     sim = Simulator(cluster.api.store, "3.5", seed=21, pod_gc=pod_gc)
@@ -211,3 +220,31 @@ def test_offline_recovery_from_a_dump(dr_cluster: tuple[Cluster, Backend], share
     assert set(json.loads(again.stdout)["drift"]) <= {"wrong_pod_metadata"}
     assert cluster.actual_snapshot() == never_lost
     assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+
+
+def test_recovery_needs_no_more_than_the_deployments_rights(cluster: Cluster, shared_dir: Path) -> None:
+    """The whole DR sequence, run with the ServiceAccount the kfp-dropin overlay renders."""
+    from tests.deploy.rbac import restricted_kubeconfig
+
+    restricted = restricted_kubeconfig(cluster.api, cluster.workdir / "sa.kubeconfig", overlay="kfp-dropin")
+    db_file = cluster.workdir / "mlmd.sqlite"
+
+    def backup(target: Path) -> None:
+        with sqlite3.connect(db_file) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+
+    run_with_restore(
+        cluster,
+        Backend(backup, lambda source: shutil.copyfile(source, db_file)),
+        shared_dir,
+        kubeconfig=restricted,
+        namespaces=["kubeflow"],  # as the overlay's NAMESPACE_TO_WATCH
+    )
+    assert cli(cluster, "verify", "-n", "kubeflow", kubeconfig=restricted).returncode == 4
+    assert cli(cluster, "reconcile", "-n", "kubeflow", kubeconfig=restricted).returncode == 0
+    assert cli(cluster, "verify", "-n", "kubeflow", kubeconfig=restricted).returncode == 0
+    assert cluster.labels_correct()
+    # The only refusals are the CLI's namespace check, which a namespaced Role cannot grant
+    # and which it then skips; the controller itself was never refused anything.
+    refused = {(d["verb"], d["resource"]) for d in cluster.api.denied}
+    assert refused <= {("get", "namespaces")}, cluster.api.denied
