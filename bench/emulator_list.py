@@ -28,11 +28,22 @@ from sandbox.apiserver import ApiServer
 
 def _cstatus(name: str, image: str) -> dict[str, Any]:
     """A terminated container status with every field the typed client requires."""
-    return {"name": name, "image": image, "imageID": f"docker.io/{image}@sha256:{'0' * 64}",
-            "ready": False, "restartCount": 0, "started": False,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                                     "startedAt": "2024-05-01T10:00:20Z",
-                                     "finishedAt": "2024-05-01T10:00:41Z"}}}
+    return {
+        "name": name,
+        "image": image,
+        "imageID": f"docker.io/{image}@sha256:{'0' * 64}",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": "2024-05-01T10:00:20Z",
+                "finishedAt": "2024-05-01T10:00:41Z",
+            }
+        },
+    }
 
 
 def kfp_pod(wf: str, step: int, namespace: str = "kubeflow") -> dict[str, Any]:
@@ -42,30 +53,55 @@ def kfp_pod(wf: str, step: int, namespace: str = "kubeflow") -> dict[str, Any]:
     pod_name = f"{wf}-{tmpl_name}-{1000000000 + step * 7919}"
     template = {
         "name": tmpl_name,
-        "inputs": {"parameters": [{"name": "n", "value": str(step)}],
-                   "artifacts": [{"name": "produce-out", "path": "/tmp/inputs/dataset/data",
-                                  "s3": {"key": f"artifacts/{wf}/2024/05/01/{wf}-produce/out.tgz"}}]},
-        "outputs": {"artifacts": [{"name": f"{tmpl_name}-model", "path": "/tmp/outputs/model/data"},
-                                  {"name": "mlpipeline-ui-metadata",
-                                   "path": "/tmp/outputs/mlpipeline-ui-metadata/data",
-                                   "optional": True}]},
+        "inputs": {
+            "parameters": [{"name": "n", "value": str(step)}],
+            "artifacts": [
+                {
+                    "name": "produce-out",
+                    "path": "/tmp/inputs/dataset/data",
+                    "s3": {"key": f"artifacts/{wf}/2024/05/01/{wf}-produce/out.tgz"},
+                }
+            ],
+        },
+        "outputs": {
+            "artifacts": [
+                {"name": f"{tmpl_name}-model", "path": "/tmp/outputs/model/data"},
+                {
+                    "name": "mlpipeline-ui-metadata",
+                    "path": "/tmp/outputs/mlpipeline-ui-metadata/data",
+                    "optional": True,
+                },
+            ]
+        },
         "metadata": {"labels": {"pipelines.kubeflow.org/kfp_sdk_version": "1.8.22"}},
-        "container": {"image": "python:3.9", "command": ["sh", "-ec", "python3 -u main.py"],
-                      "args": ["--n", str(step), "--model", "/tmp/outputs/model/data"]},
-        "archiveLocation": {"archiveLogs": True,
-                            "s3": {"bucket": "mlpipeline", "endpoint": "minio-service:9000",
-                                   "key": f"artifacts/{wf}/2024/05/01/{pod_name}"}},
+        "container": {
+            "image": "python:3.9",
+            "command": ["sh", "-ec", "python3 -u main.py"],
+            "args": ["--n", str(step), "--model", "/tmp/outputs/model/data"],
+        },
+        "archiveLocation": {
+            "archiveLogs": True,
+            "s3": {
+                "bucket": "mlpipeline",
+                "endpoint": "minio-service:9000",
+                "key": f"artifacts/{wf}/2024/05/01/{pod_name}",
+            },
+        },
     }
     tjson = json.dumps(template, separators=(",", ":"))
     wf_uid = str(uuid.uuid5(uuid.NAMESPACE_DNS, wf))
-    exec_env = [{"name": "ARGO_WORKFLOW_NAME", "value": wf}, {"name": "ARGO_WORKFLOW_UID",
-                                                              "value": wf_uid},
-                {"name": "ARGO_TEMPLATE", "value": tjson}, {"name": "ARGO_NODE_ID",
-                                                            "value": node_id}]
+    exec_env = [
+        {"name": "ARGO_WORKFLOW_NAME", "value": wf},
+        {"name": "ARGO_WORKFLOW_UID", "value": wf_uid},
+        {"name": "ARGO_TEMPLATE", "value": tjson},
+        {"name": "ARGO_NODE_ID", "value": node_id},
+    ]
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {
-            "name": pod_name, "namespace": namespace,
+            "name": pod_name,
+            "namespace": namespace,
             "labels": {
                 "workflows.argoproj.io/workflow": wf,
                 "workflows.argoproj.io/completed": "true",
@@ -81,36 +117,71 @@ def kfp_pod(wf: str, step: int, namespace: str = "kubeflow") -> dict[str, Any]:
                 "kubectl.kubernetes.io/default-container": "main",
                 "sidecar.istio.io/inject": "false",
                 "pipelines.kubeflow.org/component_spec": json.dumps(
-                    {"name": tmpl_name, "inputs": [{"name": "n", "type": "Integer"}],
-                     "outputs": [{"name": "model"}]}, sort_keys=True),
+                    {
+                        "name": tmpl_name,
+                        "inputs": [{"name": "n", "type": "Integer"}],
+                        "outputs": [{"name": "model"}],
+                    },
+                    sort_keys=True,
+                ),
                 "pipelines.kubeflow.org/component_ref": "{}",
                 "pipelines.kubeflow.org/arguments.parameters": json.dumps({"n": str(step)}),
             },
-            "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-                                 "name": wf, "uid": wf_uid, "controller": True,
-                                 "blockOwnerDeletion": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Workflow",
+                    "name": wf,
+                    "uid": wf_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": {
-            "serviceAccountName": "pipeline-runner", "restartPolicy": "Never",
-            "initContainers": [{"name": "init", "image": "quay.io/argoproj/argoexec:v3.5.14",
-                                "command": ["argoexec", "init", "--loglevel", "info"],
-                                "env": exec_env}],
+            "serviceAccountName": "pipeline-runner",
+            "restartPolicy": "Never",
+            "initContainers": [
+                {
+                    "name": "init",
+                    "image": "quay.io/argoproj/argoexec:v3.5.14",
+                    "command": ["argoexec", "init", "--loglevel", "info"],
+                    "env": exec_env,
+                }
+            ],
             "containers": [
-                {"name": "wait", "image": "quay.io/argoproj/argoexec:v3.5.14",
-                 "command": ["argoexec", "wait", "--loglevel", "info"], "env": exec_env},
-                {"name": "main", "image": "python:3.9",
-                 "command": ["/var/run/argo/argoexec", "emissary", "--", "sh", "-ec",
-                             "python3 -u main.py"],
-                 "args": ["--n", str(step), "--model", "/tmp/outputs/model/data"],
-                 "env": [{"name": "ARGO_CONTAINER_NAME", "value": "main"},
-                         {"name": "ARGO_TEMPLATE", "value": tjson}]},
+                {
+                    "name": "wait",
+                    "image": "quay.io/argoproj/argoexec:v3.5.14",
+                    "command": ["argoexec", "wait", "--loglevel", "info"],
+                    "env": exec_env,
+                },
+                {
+                    "name": "main",
+                    "image": "python:3.9",
+                    "command": [
+                        "/var/run/argo/argoexec",
+                        "emissary",
+                        "--",
+                        "sh",
+                        "-ec",
+                        "python3 -u main.py",
+                    ],
+                    "args": ["--n", str(step), "--model", "/tmp/outputs/model/data"],
+                    "env": [
+                        {"name": "ARGO_CONTAINER_NAME", "value": "main"},
+                        {"name": "ARGO_TEMPLATE", "value": tjson},
+                    ],
+                },
             ],
         },
         "status": {
             "phase": "Succeeded",
             "initContainerStatuses": [_cstatus("init", "quay.io/argoproj/argoexec:v3.5.14")],
-            "containerStatuses": [_cstatus("main", "python:3.9"),
-                                  _cstatus("wait", "quay.io/argoproj/argoexec:v3.5.14")],
+            "containerStatuses": [
+                _cstatus("main", "python:3.9"),
+                _cstatus("wait", "quay.io/argoproj/argoexec:v3.5.14"),
+            ],
         },
     }
 
@@ -140,8 +211,7 @@ def main() -> None:
         token = None
         t0 = time.perf_counter()
         while True:
-            resp = v1.list_pod_for_all_namespaces(limit=args.limit, _continue=token,
-                                                  _preload_content=False)
+            resp = v1.list_pod_for_all_namespaces(limit=args.limit, _continue=token, _preload_content=False)
             doc = json.loads(resp.data)
             pages += 1
             count += len(doc["items"])
@@ -153,11 +223,19 @@ def main() -> None:
     finally:
         api.stop()
     assert count == args.pods, (count, args.pods)
-    print(json.dumps({
-        "scenario": "emulator-list", "pods": count, "wall_s": round(wall, 3),
-        "pods_per_s": round(count / wall), "pages": pages,
-        "avg_pod_bytes": round(sum(sizes) / len(sizes)), "build_s": round(build_s, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "scenario": "emulator-list",
+                "pods": count,
+                "wall_s": round(wall, 3),
+                "pods_per_s": round(count / wall),
+                "pages": pages,
+                "avg_pod_bytes": round(sum(sizes) / len(sizes)),
+                "build_s": round(build_s, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -85,10 +85,108 @@ def assemble(
     return inputs
 
 
+# --- slimming: keep only what a pass reads, as each list page arrives -------------
+# A full pass holds every pod and Workflow of the cluster at once; parsed, an Argo
+# 3.5 KFP pod is ~35 KB of Python objects (its template sits on three containers),
+# so at 50,000 pods the full objects alone would be ~1.8 GB.
+
+
+def _slim_container(container: Any, seen: dict[str, str]) -> Any:
+    if not isinstance(container, dict):
+        return container
+    env = container.get("env")
+    slim: JSON = {k: container[k] for k in ("name", "command") if k in container}
+    if isinstance(env, list):
+        kept = []
+        for var in env:
+            if isinstance(var, dict) and var.get("name") == c.ARGO_TEMPLATE_ENV:
+                value = var.get("value")
+                if isinstance(value, str):
+                    # Argo 3.2-3.5 put the same template on every container: keep one string.
+                    var = {**var, "value": seen.setdefault(value, value)}
+                kept.append(var)
+            elif not isinstance(var, dict):
+                kept.append(var)  # malformed: left for validation to report
+        slim["env"] = kept
+    elif env is not None:
+        slim["env"] = env
+    return slim
+
+
+def slim_pod(pod: JSON) -> JSON:
+    """A pod cut down to the fields the pass reads (PodView, classify, template, patches).
+
+    Metadata is kept whole (minus managedFields); of the spec, each container's name,
+    command and ARGO_TEMPLATE env; of the status, the phase. Anything not shaped as
+    expected is kept as it is, so validation reports it exactly as before.
+    """
+    if not isinstance(pod, dict):
+        return pod
+    slim: JSON = {k: v for k, v in pod.items() if k not in ("spec", "status", "metadata")}
+    meta = pod.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    if "metadata" in pod:
+        slim["metadata"] = meta
+    spec = pod.get("spec")
+    if isinstance(spec, dict):
+        seen: dict[str, str] = {}
+        slim_spec: JSON = {}
+        for part in ("initContainers", "containers"):
+            containers = spec.get(part)
+            if isinstance(containers, list):
+                slim_spec[part] = [_slim_container(ct, seen) for ct in containers]
+            elif part in spec:
+                slim_spec[part] = containers
+        slim["spec"] = slim_spec
+    elif "spec" in pod:
+        slim["spec"] = spec
+    status = pod.get("status")
+    if isinstance(status, dict):
+        slim["status"] = {"phase": status["phase"]} if "phase" in status else {}
+    elif "status" in pod:
+        slim["status"] = status
+    return slim
+
+
+def _slim_node(node: JSON) -> JSON:
+    return {k: node[k] for k in ("id", "name", "type", "phase", "outputs", "templateName") if k in node}
+
+
+def slim_workflow(present: set[tuple[str, str]]) -> Any:
+    """A Workflow transform: its nodes only, unless a step's pod is gone (then kept whole).
+
+    `present` holds (namespace, node id) of the pods listed. A Workflow with a Pod node
+    that has no pod is kept whole: its steps are rebuilt from the full object.
+    """
+
+    def slim(workflow: JSON) -> JSON:
+        if not isinstance(workflow, dict):
+            return workflow
+        try:
+            nodes = workflow_nodes(workflow)
+        except PodError:
+            return workflow  # reported by `assemble`
+        meta = workflow.get("metadata") or {}
+        namespace = meta.get("namespace", "default")
+        if any(n.get("type") == "Pod" and (namespace, i) not in present for i, n in nodes.items()):
+            return workflow
+        kept = {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta}
+        return {"metadata": kept, "status": {"nodes": {i: _slim_node(n) for i, n in nodes.items()}}}
+
+    return slim
+
+
 def read_all(kube: Any, namespaces: Sequence[str], options: ReconcileOptions) -> PassInputs:
-    """A full pass: every Argo pod, Workflow and WorkflowTaskResult in scope."""
-    listed = kube.list_pods(namespaces or None)
-    workflows = kube.list_workflows(namespaces or None)
+    """A full pass: every Argo pod, Workflow and WorkflowTaskResult in scope.
+
+    Pods and Workflows are cut down to what the pass reads as each list page
+    arrives (`slim_pod`, `slim_workflow`), so memory grows with the cluster
+    by a few KB per pod, not by the objects' full size.
+    """
+    listed = kube.list_pods(namespaces or None, transform=slim_pod)
+    present = {key for key in map(_pod_node_id, listed.items) if key is not None}
+    workflows = kube.list_workflows(namespaces or None, transform=slim_workflow(present))
     taskresults = kube.list_taskresults(namespaces or None)
     inputs = assemble(listed.items, workflows, taskresults, options)
     inputs.resource_versions = dict(listed.resource_versions)

@@ -6,6 +6,7 @@ deviations DESIGN.md asks for are marked where they happen.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -68,10 +69,20 @@ def desired_context(workflow_name: str) -> DesiredContext:
 
 
 def _component(annotations: Mapping[str, str], template_name: str) -> tuple[str, str, dict[str, Any]]:
-    """(component name, execution type name, component spec) of a step."""
+    """(component name, execution type name, component spec) of a step.
+
+    The returned spec is shared between the steps of one component: read it, never change it.
+    """
     spec_text = annotations.get(c.COMPONENT_SPEC_ANNOTATION)
     if spec_text is None:
         return template_name, c.EXECUTION_TYPE_PREFIX + template_name, {}
+    return _parsed_component(spec_text, template_name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_component(spec_text: str, template_name: str) -> tuple[str, str, dict[str, Any]]:
+    # Every step of a component carries the same spec text: parse and hash it once a process,
+    # not once a pod a pass (a pure function of its arguments; errors are not cached).
     where = f"annotation {c.COMPONENT_SPEC_ANNOTATION}"
     spec = parse_json_text(spec_text, where, Reason.MALFORMED_ANNOTATION)
     if not isinstance(spec, dict):

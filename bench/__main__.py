@@ -1,0 +1,98 @@
+"""python -m bench <scenario> [--quick] [--out FILE] [--mlmd sqlite|mysql]
+
+Scenarios: backfill, idle-resync, latency, recovery, scale, all (and
+emulator-list, the emulator's own list benchmark). Each prints one JSON
+report on stdout and writes it to bench/reports/<scenario>.json (or --out;
+with `all`, --out is a directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios as s
+from bench.common import REPORTS, Report, write_report
+
+SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale")
+
+
+def run(name: str, quick: bool, workdir: Path, mlmd: str = "sqlite", plot: Path | None = None) -> Report:
+    """Run one scenario at its full (or quick) size."""
+    sizes = s.QUICK if quick else s.FULL
+    if name == "backfill":
+        return s.backfill(workdir, sizes, mlmd)
+    if name == "idle-resync":
+        return s.idle_resync(workdir, sizes)
+    if name == "recovery":
+        return s.recovery(workdir, sizes)
+    if name == "latency":
+        if quick:
+            return s.latency(workdir, workflows=4, steps=5, every_s=0.4)
+        return s.latency(workdir, workflows=100, steps=5, every_s=0.5)
+    if name == "scale":
+        counts = [50, 200] if quick else [1_000, 10_000, 50_000]
+        return s.scale(workdir, counts, plot=plot)
+    raise ValueError(f"unknown scenario {name!r}")
+
+
+def _emulator_list(argv: list[str]) -> int:
+    from bench import emulator_list
+
+    sys.argv = ["bench/emulator_list.py", *argv]
+    emulator_list.main()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator-list"]:
+        return _emulator_list(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("--quick", action="store_true", help="small sizes (what the test suite runs)")
+    parser.add_argument("--out", type=Path, help="report file (a directory with `all`)")
+    parser.add_argument(
+        "--mlmd",
+        choices=["sqlite", "mysql"],
+        default="sqlite",
+        help="MLMD for backfill: embedded SQLite, or MariaDB at 127.0.0.1:3306",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="scale: PNG of the curve (default bench/reports/scale.png)"
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr)
+
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    docs: list[dict[str, Any]] = []
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            plot = args.plot or (None if args.quick else REPORTS / "scale.png")
+            report = run(name, args.quick, Path(tmp), args.mlmd, plot)
+        doc = report.to_json()
+        doc["parameters"]["quick"] = args.quick
+        suffix = "-mysql" if name == "backfill" and args.mlmd == "mysql" else ""
+        if args.out is None:
+            out = REPORTS / f"{name}{suffix}.json"
+        elif args.scenario == "all":
+            out = args.out / f"{name}{suffix}.json"
+        else:
+            out = args.out
+        write_report(doc, out)
+        docs.append(doc)
+        if args.scenario == "all":
+            print(json.dumps(doc), flush=True)
+    if args.scenario != "all":
+        print(json.dumps(docs[0], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

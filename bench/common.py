@@ -1,0 +1,215 @@
+"""What every scenario shares: the report, machine info, MLMD and API instrumentation."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from reconcile.records import EventKind
+
+REPORTS = Path(__file__).parent / "reports"
+MYSQL_URL = "mysql://root@127.0.0.1:3306/{db}"
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB.
+
+    Linux's VmHWM, which starts afresh at exec; ru_maxrss (the fallback) is carried
+    over from the parent at fork, so a child of a big process would report the parent's.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ratio(value: float, bound: float) -> float | None:
+    return round(value / bound, 3) if bound else None
+
+
+@dataclass
+class Report:
+    """One scenario's JSON report."""
+
+    scenario: str
+    parameters: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)
+    bounds: dict[str, Any] = field(default_factory=dict)
+    ratios: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def target(self, name: str, value: float | None, limit: float, at_least: bool = False) -> None:
+        """Record whether `value` meets `limit` (<= by default, >= with `at_least`)."""
+        met = value is not None and (value >= limit if at_least else value <= limit)
+        self.targets[name] = {"value": value, "limit": limit, "op": ">=" if at_least else "<=", "met": met}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "parameters": self.parameters,
+            "figures": self.figures,
+            "bounds": self.bounds,
+            "ratios": self.ratios,
+            "targets": self.targets,
+            "details": self.details,
+            "machine": machine(),
+            "python_executable": sys.executable,
+        }
+
+
+def write_report(doc: dict[str, Any], out: Path | None) -> Path:
+    path = out or REPORTS / f"{doc['scenario']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+class CountingStore:
+    """A thin wrapper around an MLMD store: counts reads and writes, times OUTPUT commits.
+
+    Every ``get_*`` call is a read, every ``put_*`` call a write (one transaction).
+    After each ``put_lineage_subgraph`` it notes, per execution key with an OUTPUT
+    event in that call, the ``time.monotonic()`` when the call returned (the commit).
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.output_committed: dict[str, float] = {}
+        self._keys_by_id: dict[int, str] = {}
+
+    @property
+    def reads(self) -> int:
+        return sum(n for name, n in self.calls.items() if name.startswith("get_"))
+
+    @property
+    def writes(self) -> int:
+        return sum(n for name, n in self.calls.items() if name.startswith("put_"))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls[name] += 1
+            return target(*args, **kwargs)
+
+        return call
+
+    def put_lineage_subgraph(
+        self,
+        executions: list[pb.Execution],
+        artifacts: list[pb.Artifact],
+        contexts: list[pb.Context],
+        edges: list[Any],
+        **kwargs: Any,
+    ) -> Any:
+        with self._lock:
+            self.calls["put_lineage_subgraph"] += 1
+        result = self._store.put_lineage_subgraph(executions, artifacts, contexts, edges, **kwargs)
+        now = time.monotonic()
+        execution_ids = result[0]
+        with self._lock:
+            for proto, new_id in zip(executions, execution_ids, strict=False):
+                if proto.external_id:
+                    self._keys_by_id[new_id] = proto.external_id
+            for exec_index, _, event in edges:
+                if event.type != int(EventKind.OUTPUT):
+                    continue
+                if exec_index is not None:
+                    key = executions[exec_index].external_id
+                else:
+                    key = self._keys_by_id.get(event.execution_id, "")
+                if key and key not in self.output_committed:
+                    self.output_committed[key] = now
+        return result
+
+    def learn_keys(self) -> None:
+        """Map the ids of executions already in MLMD to their keys (for OUTPUT events on them)."""
+        for proto in self._store.get_executions():
+            if proto.external_id:
+                self._keys_by_id[proto.id] = proto.external_id
+
+
+class TimedKube:
+    """Wraps a KubeClient: counts and times its lists and patches (bench instrumentation)."""
+
+    def __init__(self, kube: Any) -> None:
+        self._kube = kube
+        self.seconds: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._kube, name)
+        if not callable(target) or name.startswith("watch"):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return target(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - started
+                self.calls[name] += 1
+
+        return call
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100), nearest-rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, wall s, cpu s of this process) of one call."""
+    wall0, cpu0 = time.perf_counter(), cpu_s()
+    result = fn()
+    return result, time.perf_counter() - wall0, cpu_s() - cpu0

@@ -1,0 +1,91 @@
+"""Every bench scenario's quick mode runs and its outcome is correct (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main as bench_main
+from bench.__main__ import run
+
+pytestmark = pytest.mark.timeout(120)
+
+FIGURES = {"pods_per_s", "wall_s", "cpu_s", "mlmd_reads", "mlmd_writes", "api_requests", "patches"}
+
+
+def _common(doc: dict, scenario: str) -> None:
+    assert doc["scenario"] == scenario
+    assert doc["machine"]["cpu_count"] >= 1
+    assert doc["machine"]["python"].startswith("3.")
+
+
+def test_backfill_records_every_pod_and_patches_each_once(tmp_path: Path) -> None:
+    doc = run("backfill", True, tmp_path).to_json()
+    _common(doc, "backfill")
+    figures = doc["figures"]
+    assert set(figures) >= FIGURES
+    pods = doc["parameters"]["pods"]
+    assert pods == 50
+    assert figures["errors"] == 0
+    assert figures["patches"] == pods
+    assert figures["mlmd_writes"] >= doc["parameters"]["workflows"]  # one transaction per workflow
+    assert doc["details"]["actions"]["execution.create"] == pods
+    assert doc["bounds"]["raw_write_transactions"] == doc["parameters"]["workflows"]
+    assert doc["bounds"]["raw_write_s"] > 0 and doc["bounds"]["list_decode_s"] > 0
+    assert doc["ratios"]["pods_per_s_to_raw_write"] > 0
+
+
+def test_idle_resync_writes_nothing_and_patches_nothing(tmp_path: Path) -> None:
+    doc = run("idle-resync", True, tmp_path).to_json()
+    _common(doc, "idle-resync")
+    assert set(doc["figures"]) >= FIGURES
+    assert doc["figures"]["mlmd_writes"] == 0
+    assert doc["figures"]["patches"] == 0
+    assert doc["figures"]["errors"] == 0
+    assert doc["figures"]["mlmd_reads"] > 0
+    assert doc["targets"]["mlmd_writes"]["met"] and doc["targets"]["patches"]["met"]
+    assert doc["details"]["converging_pass"]["patches"] == doc["parameters"]["pods"]
+
+
+def test_recovery_after_restore_has_no_duplicates_and_converges(tmp_path: Path) -> None:
+    doc = run("recovery", True, tmp_path).to_json()
+    _common(doc, "recovery")
+    assert doc["figures"]["duplicates"] == 0
+    assert doc["details"]["duplicates_by_kind"]["execution_count"] == doc["parameters"]["pods"]
+    assert doc["details"]["wrong_labels_after"] == 0
+    assert doc["details"]["next_pass"]["mlmd_writes"] == 0
+    assert doc["details"]["next_pass"]["patches"] == 0
+    # the half lost with the restore was written again
+    assert doc["details"]["actions"]["execution.create"] == doc["parameters"]["pods"] // 2
+
+
+def test_latency_measures_every_step(tmp_path: Path) -> None:
+    doc = run("latency", True, tmp_path).to_json()
+    _common(doc, "latency")
+    figures = doc["figures"]
+    assert doc["parameters"]["steps"] == 20
+    assert figures["unmeasured"] == 0
+    assert figures["measured"] == 20
+    for name in ("latency_p50_s", "latency_p90_s", "latency_p99_s"):
+        assert figures[name] is not None and figures[name] >= 0
+    assert figures["latency_p50_s"] <= figures["latency_p90_s"] <= figures["latency_p99_s"]
+
+
+def test_scale_reports_a_curve(tmp_path: Path) -> None:
+    doc = run("scale", True, tmp_path).to_json()
+    _common(doc, "scale")
+    curve = doc["details"]["curve"]
+    assert [p["pods"] for p in curve] == [50, 200]
+    for point in curve:
+        assert point["peak_rss_mb"] >= point["baseline_rss_mb"] > 0
+        assert point["idle_writes"] == 0 and point["idle_patches"] == 0
+
+
+def test_command_line_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.json"
+    assert bench_main(["idle-resync", "--quick", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == printed
+    assert printed["parameters"]["quick"] is True
