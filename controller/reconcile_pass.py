@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from store.types import TypeRegistry
 
 # progress(phase, done, total): phase "pods" while pods are read, "apply" while steps are written.
 Progress = Callable[[str, int, int], None]
+
+PATCH_CONCURRENCY = 8
 
 # MLMD errors that mean the store itself is unusable: the pass stops, no pod is blamed.
 STORE_DOWN = (mlmd_errors.UnavailableError, mlmd_errors.DeadlineExceededError)
@@ -189,6 +192,25 @@ def reconcile_pods(
     from their Workflow's `status.nodes`; they get records but no patches.
     Raises MLMD's UnavailableError/DeadlineExceededError when the store is down.
     """
+    from controller.kube import paused_gc
+
+    # A pass allocates a record per pod and per stored record and frees them all at
+    # its end; none form reference cycles, so collections in between only walk them.
+    with paused_gc():
+        return _reconcile(pods, store, types, options, dry_run, taskresults, nodes, podless_steps, progress)
+
+
+def _reconcile(
+    pods: Iterable[Any],
+    store: Any,
+    types: TypeRegistry,
+    options: ReconcileOptions,
+    dry_run: bool,
+    taskresults: Mapping[tuple[str, str], JSON] | None,
+    nodes: Mapping[tuple[str, str], JSON] | None,
+    podless_steps: Iterable[DesiredStep],
+    progress: Progress | None,
+) -> PassReport:
     started = time.monotonic()
     report = PassReport()
     steps = desired_steps(pods, options, report, taskresults, nodes, progress)
@@ -241,15 +263,18 @@ def apply_pod_patches(kube: Any, report: PassReport, keep_going: Callable[[], bo
     """
     from controller.kube import KubeApiError
 
-    applied = 0
-    for patch in report.pod_patches:
+    def one(patch: PodPatch) -> int:
         if not keep_going():
-            break
+            return 0
         try:
-            applied += kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch)
+            return int(kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch))
         except KubeApiError as exc:
             report.errors.append(PodProblem(patch.namespace, patch.pod, "pod_patch", exc.message))
-    return applied
+            return 0
+
+    # Patches are independent round trips; a few in flight hide the latency of each.
+    with ThreadPoolExecutor(max_workers=PATCH_CONCURRENCY) as pool:
+        return sum(pool.map(one, report.pod_patches))
 
 
 def _apply_with_progress(

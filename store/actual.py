@@ -8,8 +8,6 @@ execution list read, once per workflow.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -77,27 +75,8 @@ def _unique(items: Iterable[T]) -> list[T]:
     return list(dict.fromkeys(items))
 
 
-@contextlib.contextmanager
-def _paused_gc() -> Iterator[None]:
-    # Converting tens of thousands of protos makes allocation bursts that trigger
-    # collections over every live object of the pass (its pods, its plans); the
-    # records made here hold no reference cycles. Re-enabled only if it was on.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def read_actual(store: Any, steps: Sequence[DesiredStep]) -> ActualState:
     """Read everything `plan_step` needs for these steps, in batches."""
-    with _paused_gc():
-        return _read_actual(store, steps)
-
-
-def _read_actual(store: Any, steps: Sequence[DesiredStep]) -> ActualState:
     actual = ActualState()
 
     # Run contexts: ours by key, then by name (those the upstream writer made).
