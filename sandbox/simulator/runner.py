@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconcile.argo import workflow_nodes
 from sandbox.cluster import Cluster
 from sandbox.simulator.engine import OutputsVisible, Simulator
 from sandbox.simulator.profiles import ArgoProfile
@@ -57,20 +56,11 @@ class SimulationResult:
         for snap in self.snapshots:
             for pod in snap.pods:
                 versions = seen.setdefault(pod["metadata"]["name"], [])
-                if not versions or versions[-1]["metadata"].get("resourceVersion") != \
-                        pod["metadata"].get("resourceVersion"):
+                if not versions or versions[-1]["metadata"].get("resourceVersion") != pod["metadata"].get(
+                    "resourceVersion"
+                ):
                     versions.append(pod)
         return seen
-
-
-def workflow_nodes(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A Workflow's nodes from ``status.nodes`` or ``status.compressedNodes``."""
-    status = workflow.get("status") or {}
-    if status.get("nodes"):
-        return status["nodes"]
-    if status.get("compressedNodes"):
-        return json.loads(gzip.decompress(base64.b64decode(status["compressedNodes"])))
-    return {}
 
 
 def _new_store() -> Cluster:
@@ -103,12 +93,14 @@ def simulate(
     snaps: list[Snapshot] = []
 
     def capture() -> None:
-        snaps.append(Snapshot(
-            step=sim.steps,
-            workflow=store.get("workflows", namespace, wf_name),
-            pods=store.list("pods", namespace, selector),
-            taskresults=store.list("workflowtaskresults", namespace, selector),
-        ))
+        snaps.append(
+            Snapshot(
+                step=sim.steps,
+                workflow=store.get("workflows", namespace, wf_name),
+                pods=store.list("pods", namespace, selector),
+                taskresults=store.list("workflowtaskresults", namespace, selector),
+            )
+        )
 
     if snapshots:
         capture()
@@ -120,12 +112,17 @@ def simulate(
         if steps >= max_steps:
             raise RuntimeError(f"{wf_name} did not complete in {max_steps} steps")
     return SimulationResult(
-        name=wf_name, namespace=namespace, profile=sim.profile,
+        name=wf_name,
+        namespace=namespace,
+        profile=sim.profile,
         workflow=store.get("workflows", namespace, wf_name),
         pods=store.list("pods", namespace, selector),
         taskresults=store.list("workflowtaskresults", namespace, selector),
         configmaps=store.list("configmaps", namespace, selector),
-        steps=steps, outputs_log=list(sim.outputs_log), cluster=store, snapshots=snaps,
+        steps=steps,
+        outputs_log=list(sim.outputs_log),
+        cluster=store,
+        snapshots=snaps,
     )
 
 
@@ -156,59 +153,75 @@ def chain_workflow(steps: int = 5, name: str = "load-chain") -> dict[str, Any]:
             impl_args += ["--input", {"inputPath": "input"}]
         args += ["--n", "{{inputs.parameters.n}}", "--output", "/tmp/outputs/output/data"]
         impl_args += ["--n", {"inputValue": "n"}, "--output", {"outputPath": "output"}]
-        command = ["sh", "-ec", "program_path=$(mktemp)\nprintf \"%s\" \"$0\" > "
-                   "\"$program_path\"\npython3 -u \"$program_path\" \"$@\"\n",
-                   _COMPONENT_SOURCE.format(i=i)]
-        spec = {"implementation": {"container": {"args": impl_args, "command": command,
-                                                 "image": "python:3.9"}},
-                "inputs": comp_inputs, "name": f"Step {i}",
-                "outputs": [{"name": "output", "type": "Dataset"}]}
-        templates.append({
-            "name": tname,
-            "container": {"args": args, "command": command, "image": "python:3.9"},
-            "inputs": inputs,
-            "outputs": {"artifacts": [{"name": out_name, "path": "/tmp/outputs/output/data"}]},
-            "metadata": {
-                "labels": {"pipelines.kubeflow.org/kfp_sdk_version": "1.8.22",
-                           "pipelines.kubeflow.org/pipeline-sdk-type": "kfp",
-                           "pipelines.kubeflow.org/enable_caching": "true"},
-                "annotations": {
-                    "pipelines.kubeflow.org/component_spec": json.dumps(spec, sort_keys=True),
-                    "pipelines.kubeflow.org/component_ref": "{}",
-                    "pipelines.kubeflow.org/arguments.parameters":
-                        json.dumps({"n": "{{inputs.parameters.n}}"}, sort_keys=True),
+        command = [
+            "sh",
+            "-ec",
+            'program_path=$(mktemp)\nprintf "%s" "$0" > "$program_path"\npython3 -u "$program_path" "$@"\n',
+            _COMPONENT_SOURCE.format(i=i),
+        ]
+        spec = {
+            "implementation": {"container": {"args": impl_args, "command": command, "image": "python:3.9"}},
+            "inputs": comp_inputs,
+            "name": f"Step {i}",
+            "outputs": [{"name": "output", "type": "Dataset"}],
+        }
+        templates.append(
+            {
+                "name": tname,
+                "container": {"args": args, "command": command, "image": "python:3.9"},
+                "inputs": inputs,
+                "outputs": {"artifacts": [{"name": out_name, "path": "/tmp/outputs/output/data"}]},
+                "metadata": {
+                    "labels": {
+                        "pipelines.kubeflow.org/kfp_sdk_version": "1.8.22",
+                        "pipelines.kubeflow.org/pipeline-sdk-type": "kfp",
+                        "pipelines.kubeflow.org/enable_caching": "true",
+                    },
+                    "annotations": {
+                        "pipelines.kubeflow.org/component_spec": json.dumps(spec, sort_keys=True),
+                        "pipelines.kubeflow.org/component_ref": "{}",
+                        "pipelines.kubeflow.org/arguments.parameters": json.dumps(
+                            {"n": "{{inputs.parameters.n}}"}, sort_keys=True
+                        ),
+                    },
                 },
-            },
-        })
+            }
+        )
         task: dict[str, Any] = {
-            "name": tname, "template": tname,
+            "name": tname,
+            "template": tname,
             "arguments": {"parameters": [{"name": "n", "value": "{{inputs.parameters.n}}"}]},
         }
         if i > 1:
             prev = f"step-{i - 1}-output"
             task["dependencies"] = [f"step-{i - 1}"]
             task["arguments"]["artifacts"] = [
-                {"name": prev, "from": f"{{{{tasks.step-{i - 1}.outputs.artifacts.{prev}}}}}"}]
+                {"name": prev, "from": f"{{{{tasks.step-{i - 1}.outputs.artifacts.{prev}}}}}"}
+            ]
         tasks.append(task)
-    templates.append({"name": name, "inputs": {"parameters": [{"name": "n"}]},
-                      "dag": {"tasks": tasks}})
-    pipeline_spec = {"inputs": [{"default": "3", "name": "n", "optional": True,
-                                 "type": "Integer"}], "name": name}
+    templates.append({"name": name, "inputs": {"parameters": [{"name": "n"}]}, "dag": {"tasks": tasks}})
+    pipeline_spec = {
+        "inputs": [{"default": "3", "name": "n", "optional": True, "type": "Integer"}],
+        "name": name,
+    }
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
         "metadata": {
             "generateName": f"{name}-",
-            "annotations": {"pipelines.kubeflow.org/kfp_sdk_version": "1.8.22",
-                            "pipelines.kubeflow.org/pipeline_compilation_time":
-                                "2024-05-01T09:00:00.000000",
-                            "pipelines.kubeflow.org/pipeline_spec":
-                                json.dumps(pipeline_spec, sort_keys=True)},
+            "annotations": {
+                "pipelines.kubeflow.org/kfp_sdk_version": "1.8.22",
+                "pipelines.kubeflow.org/pipeline_compilation_time": "2024-05-01T09:00:00.000000",
+                "pipelines.kubeflow.org/pipeline_spec": json.dumps(pipeline_spec, sort_keys=True),
+            },
             "labels": {"pipelines.kubeflow.org/kfp_sdk_version": "1.8.22"},
         },
-        "spec": {"entrypoint": name, "templates": templates,
-                 "arguments": {"parameters": [{"name": "n", "value": "3"}]},
-                 "serviceAccountName": "pipeline-runner"},
+        "spec": {
+            "entrypoint": name,
+            "templates": templates,
+            "arguments": {"parameters": [{"name": "n", "value": "3"}]},
+            "serviceAccountName": "pipeline-runner",
+        },
     }
 
 
@@ -239,8 +252,7 @@ def generate_load(
     created: list[tuple[str, str]] = []
     batch = 200
     for start in range(0, workflows, batch):
-        sim = Simulator(cluster, profile, seed=rng.randrange(1 << 30), pod_gc=pod_gc,
-                        _buffered=True)
+        sim = Simulator(cluster, profile, seed=rng.randrange(1 << 30), pod_gc=pod_gc, _buffered=True)
         stop_at: dict[tuple[str, str], int] = {}
         for i in range(start, min(start + batch, workflows)):
             ns = namespace(i) if callable(namespace) else namespace
