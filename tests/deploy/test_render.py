@@ -220,7 +220,7 @@ def test_pod_is_hardened(overlay: str) -> None:
     assert pod["automountServiceAccountToken"] is True and pod["enableServiceLinks"] is False
     assert one(objs, "ServiceAccount", SA)["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == SA
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
     assert "command" not in c  # the image's ENTRYPOINT runs
     pdb = one(objs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
