@@ -37,7 +37,7 @@ import yaml
 
 from sandbox.cluster import RESOURCES, ClusterError
 from sandbox.faults import FaultInjector, HangHandle, RequestInfo
-from sandbox.objectstore import ObjectStore, Watcher, dumps
+from sandbox.objectstore import ObjectStore, Watcher, dumps, status_body
 from sandbox.rbac import Authorizer
 
 __all__ = ["ADMIN_TOKEN", "ApiServer"]
@@ -63,38 +63,6 @@ _PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
     "application/json-patch+json": "json",
 }
-
-
-def _status_body(
-    code: int,
-    reason: str,
-    message: str,
-    name: str | None = None,
-    kind: str | None = None,
-    group: str | None = None,
-    retry_after: int | None = None,
-) -> bytes:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    details: dict[str, Any] = {}
-    if name:
-        details["name"] = name
-    if group:
-        details["group"] = group
-    if kind:
-        details["kind"] = kind
-    if retry_after is not None:
-        details["retryAfterSeconds"] = retry_after
-    if details:
-        body["details"] = details
-    return dumps(body)
 
 
 def _age(ts: str | None, now: float) -> str:
@@ -282,8 +250,10 @@ class ApiServer:
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-            name=f"apiserver-{self.port}", daemon=True,
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"apiserver-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -342,16 +312,13 @@ class ApiServer:
             "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
             "users": [{"name": uname, "user": {"token": self.token_for(user)}}],
             "contexts": [
-                {"name": "sandbox",
-                 "context": {"cluster": "sandbox", "user": uname, "namespace": namespace}}
+                {"name": "sandbox", "context": {"cluster": "sandbox", "user": uname, "namespace": namespace}}
             ],
             "current-context": "sandbox",
             "preferences": {},
         }
 
-    def write_kubeconfig(
-        self, path: str | Path, user: str | None = None, namespace: str = "default"
-    ) -> Path:
+    def write_kubeconfig(self, path: str | Path, user: str | None = None, namespace: str = "default") -> Path:
         """Write a kubeconfig for ``user`` (e.g. ``system:serviceaccount:ns:sa``).
 
         ``user=None`` gives an admin identity that RBAC never restricts.
@@ -407,8 +374,15 @@ class ApiServer:
         if status == 429 and retry_after is None:
             retry_after = 1
         return self.faults.add(
-            "fail", verb=verb, resource=resource, namespace=namespace, name=name,
-            count=count, status=status, retry_after=retry_after, message=message,
+            "fail",
+            verb=verb,
+            resource=resource,
+            namespace=namespace,
+            name=name,
+            count=count,
+            status=status,
+            retry_after=retry_after,
+            message=message,
         ).id
 
     def add_latency(
@@ -419,9 +393,7 @@ class ApiServer:
         count: int | None = None,
     ) -> int:
         """Delay matching requests by ``seconds`` (all of them unless ``count``)."""
-        return self.faults.add(
-            "latency", verb=verb, resource=resource, count=count, seconds=seconds
-        ).id
+        return self.faults.add("latency", verb=verb, resource=resource, count=count, seconds=seconds).id
 
     def hang(
         self,
@@ -435,9 +407,7 @@ class ApiServer:
 
         After release (or the timeout) a held request is served normally.
         """
-        rule = self.faults.add(
-            "hang", verb=verb, resource=resource, count=count, timeout=timeout, name=name
-        )
+        rule = self.faults.add("hang", verb=verb, resource=resource, count=count, timeout=timeout, name=name)
         return self.faults.hang_handle(rule)
 
     def release_hangs(self) -> None:
@@ -530,8 +500,9 @@ class ApiServer:
                 if method == "GET":
                     self._discovery(h, path)
                 else:
-                    self._error(h, ClusterError(404, "NotFound", "the server could not find "
-                                                "the requested resource"))
+                    self._error(
+                        h, ClusterError(404, "NotFound", "the server could not find the requested resource")
+                    )
                 return
             self._resource(h, method, route, query, path)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -551,9 +522,12 @@ class ApiServer:
         kind = None
         if route is not None and route.resource in RESOURCES:
             kind = route.resource
-        body = _status_body(
-            e.status, e.reason, e.message,
-            name=route.name if route else None, kind=kind,
+        body = status_body(
+            e.status,
+            e.reason,
+            e.message,
+            name=route.name if route else None,
+            kind=kind,
             group=route.group if route and route.group else None,
             retry_after=retry_after,
         )
@@ -566,25 +540,47 @@ class ApiServer:
     # ------------------------------------------------------------ discovery
     def _discovery(self, h: _Handler, path: str) -> None:
         if path == "/version":
-            h.send_bytes(200, dumps({
-                "major": "1", "minor": "32", "gitVersion": "v1.32.0-sandbox",
-                "gitCommit": "0000000000000000000000000000000000000000",
-                "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
-                "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64",
-            }))
+            h.send_bytes(
+                200,
+                dumps(
+                    {
+                        "major": "1",
+                        "minor": "32",
+                        "gitVersion": "v1.32.0-sandbox",
+                        "gitCommit": "0000000000000000000000000000000000000000",
+                        "gitTreeState": "clean",
+                        "buildDate": "2025-01-01T00:00:00Z",
+                        "goVersion": "go1.23.0",
+                        "compiler": "gc",
+                        "platform": "linux/amd64",
+                    }
+                ),
+            )
         elif path == "/api":
-            h.send_bytes(200, dumps({
-                "kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [
-                    {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}
-                ],
-            }))
+            h.send_bytes(
+                200,
+                dumps(
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}
+                        ],
+                    }
+                ),
+            )
         elif path == "/apis":
             groups = sorted({g for g, _, _, _ in RESOURCES.values() if g})
-            h.send_bytes(200, dumps({
-                "kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [self._group(g) for g in groups],
-            }))
+            h.send_bytes(
+                200,
+                dumps(
+                    {
+                        "kind": "APIGroupList",
+                        "apiVersion": "v1",
+                        "groups": [self._group(g) for g in groups],
+                    }
+                ),
+            )
         elif path == "/api/v1":
             h.send_bytes(200, self._resource_list("", "v1"))
         elif path.startswith("/apis/"):
@@ -597,11 +593,11 @@ class ApiServer:
             elif len(parts) == 2 and groups.get(parts[0]) == parts[1]:
                 h.send_bytes(200, self._resource_list(parts[0], parts[1]))
             else:
-                self._error(h, ClusterError(404, "NotFound", "the server could not find "
-                                            "the requested resource"))
+                self._error(
+                    h, ClusterError(404, "NotFound", "the server could not find the requested resource")
+                )
         else:
-            self._error(h, ClusterError(404, "NotFound", "the server could not find the "
-                                        "requested resource"))
+            self._error(h, ClusterError(404, "NotFound", "the server could not find the requested resource"))
 
     @staticmethod
     def _group(group: str) -> dict[str, Any]:
@@ -616,8 +612,11 @@ class ApiServer:
             if g != group or v != version:
                 continue
             entry: dict[str, Any] = {
-                "name": plural, "singularName": kind.lower(), "namespaced": namespaced,
-                "kind": kind, "verbs": [*_ALL_VERBS, "deletecollection"],
+                "name": plural,
+                "singularName": kind.lower(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": [*_ALL_VERBS, "deletecollection"],
             }
             if _SHORT_NAMES.get(plural):
                 entry["shortNames"] = _SHORT_NAMES[plural]
@@ -627,22 +626,31 @@ class ApiServer:
                 entry["categories"] = ["all", "argo"] if plural == "workflows" else ["argo"]
             resources.append(entry)
             for sub in _SUBRESOURCES.get(plural, []):
-                resources.append({
-                    "name": f"{plural}/{sub}", "singularName": "", "namespaced": namespaced,
-                    "kind": kind, "verbs": ["get", "patch", "update"],
-                })
-        return dumps({
-            "kind": "APIResourceList", "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": resources,
-        })
+                resources.append(
+                    {
+                        "name": f"{plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": namespaced,
+                        "kind": kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        return dumps(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources,
+            }
+        )
 
     # ------------------------------------------------------------ admin
     def _admin(self, h: _Handler, method: str, path: str) -> None:
         body = self._read_body(h) if method in ("POST", "PUT", "PATCH") else b""
         if path == "/_sandbox/counts" and method == "GET":
-            counts = [{"verb": v, "resource": r, "count": n}
-                      for (v, r), n in sorted(self.request_counts().items())]
+            counts = [
+                {"verb": v, "resource": r, "count": n} for (v, r), n in sorted(self.request_counts().items())
+            ]
             h.send_bytes(200, dumps({"counts": counts}))
         elif path == "/_sandbox/counts" and method == "DELETE":
             self.reset_counts()
@@ -650,14 +658,13 @@ class ApiServer:
         elif path == "/_sandbox/denied" and method == "GET":
             h.send_bytes(200, dumps({"denied": self.denied}))
         elif path == "/_sandbox/faults" and method == "GET":
-            h.send_bytes(200, dumps({"rules": self.faults.rules(),
-                                     "openWatches": self.open_watches()}))
+            h.send_bytes(200, dumps({"rules": self.faults.rules(), "openWatches": self.open_watches()}))
         elif path == "/_sandbox/faults" and method == "POST":
             try:
                 req = json.loads(body or b"{}")
                 result = self._admin_action(req)
             except (ValueError, TypeError, KeyError) as e:
-                h.send_bytes(400, _status_body(400, "BadRequest", f"bad fault request: {e}"))
+                h.send_bytes(400, status_body(400, "BadRequest", f"bad fault request: {e}"))
                 return
             h.send_bytes(200, dumps(result))
             if req.get("action") == "restart":
@@ -672,24 +679,28 @@ class ApiServer:
             self.clear_rbac()
             h.send_bytes(200, b"{}")
         else:
-            h.send_bytes(404, _status_body(404, "NotFound", f"no admin endpoint {method} {path}"))
+            h.send_bytes(404, status_body(404, "NotFound", f"no admin endpoint {method} {path}"))
 
     def _admin_action(self, req: dict[str, Any]) -> dict[str, Any]:
         action = req["action"]
         match = {k: req.get(k) for k in ("verb", "resource")}
         if action == "fail":
             rid = self.fail_next(
-                count=req.get("count", 1), status=int(req.get("status", 500)),
-                namespace=req.get("namespace"), name=req.get("name"),
-                retry_after=req.get("retryAfter"), message=req.get("message"), **match,
+                count=req.get("count", 1),
+                status=int(req.get("status", 500)),
+                namespace=req.get("namespace"),
+                name=req.get("name"),
+                retry_after=req.get("retryAfter"),
+                message=req.get("message"),
+                **match,
             )
             return {"id": rid}
         if action == "latency":
-            return {"id": self.add_latency(float(req["seconds"]), count=req.get("count"),
-                                           **match)}
+            return {"id": self.add_latency(float(req["seconds"]), count=req.get("count"), **match)}
         if action == "hang":
-            handle = self.hang(count=req.get("count", 1), timeout=req.get("timeout", 30.0),
-                               name=req.get("name"), **match)
+            handle = self.hang(
+                count=req.get("count", 1), timeout=req.get("timeout", 30.0), name=req.get("name"), **match
+            )
             return {"id": handle.id}
         if action == "release":
             self.faults.release(req.get("id"))
@@ -707,14 +718,11 @@ class ApiServer:
         raise ValueError(f"unknown action {action!r}")
 
     # ------------------------------------------------------------ resources
-    def _resource(
-        self, h: _Handler, method: str, route: _Route, query: dict[str, str], path: str
-    ) -> None:
+    def _resource(self, h: _Handler, method: str, route: _Route, query: dict[str, str], path: str) -> None:
         spec = RESOURCES.get(route.resource)
         if spec is None or spec[0] != route.group or spec[1] != route.version:
             self._read_body(h)
-            raise ClusterError(404, "NotFound",
-                               "the server could not find the requested resource")
+            raise ClusterError(404, "NotFound", "the server could not find the requested resource")
         group, _, _, namespaced = spec
         if not namespaced:
             route.namespace = None
@@ -728,16 +736,19 @@ class ApiServer:
             verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
             if method == "DELETE" and not route.name:
                 verb = "deletecollection"
-        info = RequestInfo(verb, route.resource, route.subresource, route.namespace,
-                           route.name, group, path)
+        info = RequestInfo(verb, route.resource, route.subresource, route.namespace, route.name, group, path)
         body = self._read_body(h) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
         counted = f"{route.resource}/{route.subresource}" if route.subresource else route.resource
         with self._lock:
             self._counts[(verb, counted)] += 1
         failure = self.faults.before_request(info, time.sleep)
         if failure is not None:
-            self._error(h, ClusterError(failure.status, failure.reason, failure.message),
-                        route, retry_after=failure.retry_after)
+            self._error(
+                h,
+                ClusterError(failure.status, failure.reason, failure.message),
+                route,
+                retry_after=failure.retry_after,
+            )
             return
         user = self._user(h)
         if user != ADMIN_USER:
@@ -763,34 +774,45 @@ class ApiServer:
                 h.send_bytes(201, raw)
             elif verb == "update":
                 obj = self._json(body)
-                raw = store.replace_raw(res, obj, namespace=route.namespace, name=route.name,
-                                        subresource=route.subresource or None)
+                raw = store.replace_raw(
+                    res,
+                    obj,
+                    namespace=route.namespace,
+                    name=route.name,
+                    subresource=route.subresource or None,
+                )
                 h.send_bytes(200, raw)
             elif verb == "patch":
                 ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
                 ptype = _PATCH_TYPES.get(ctype)
                 if ptype is None or (ptype == "strategic" and group in _CUSTOM):
                     raise ClusterError(
-                        415, "UnsupportedMediaType",
+                        415,
+                        "UnsupportedMediaType",
                         "the body of the request was in an unknown format - accepted media "
                         "types include: application/json-patch+json, "
                         "application/merge-patch+json"
-                        + ("" if group in _CUSTOM else
-                           ", application/strategic-merge-patch+json"),
+                        + ("" if group in _CUSTOM else ", application/strategic-merge-patch+json"),
                     )
-                raw = store.patch_raw(res, route.namespace, route.name or "", self._json(body),
-                                      ptype, route.subresource or None)
+                raw = store.patch_raw(
+                    res, route.namespace, route.name or "", self._json(body), ptype, route.subresource or None
+                )
                 h.send_bytes(200, raw)
             elif verb == "delete":
                 opts = self._json(body) if body.strip() else {}
                 pre = (opts or {}).get("preconditions") or {}
-                raw = store.delete_raw(res, route.namespace, route.name or "",
-                                       precondition_rv=pre.get("resourceVersion"),
-                                       precondition_uid=pre.get("uid"))
+                raw = store.delete_raw(
+                    res,
+                    route.namespace,
+                    route.name or "",
+                    precondition_rv=pre.get("resourceVersion"),
+                    precondition_uid=pre.get("uid"),
+                )
                 h.send_bytes(200, raw)
             else:
-                raise ClusterError(405, "MethodNotAllowed",
-                                   f"{verb} is not supported on {res} by the sandbox")
+                raise ClusterError(
+                    405, "MethodNotAllowed", f"{verb} is not supported on {res} by the sandbox"
+                )
         except ClusterError as e:
             self._error(h, e, route)
 
@@ -807,9 +829,7 @@ class ApiServer:
         first = accept.split(",")[0]
         return "as=Table" in first
 
-    def _send_object(
-        self, h: _Handler, code: int, raw: bytes, resource: str, query: dict[str, str]
-    ) -> None:
+    def _send_object(self, h: _Handler, code: int, raw: bytes, resource: str, query: dict[str, str]) -> None:
         if self._wants_table(h):
             h.send_bytes(code, dumps(self._table(resource, [json.loads(raw)], query, {})))
         else:
@@ -821,22 +841,40 @@ class ApiServer:
         resource: str, objs: list[dict[str, Any]], query: dict[str, str], list_meta: dict[str, Any]
     ) -> dict[str, Any]:
         now = time.time()
-        cols = [{"name": "Name", "type": "string", "format": "name",
-                 "description": "Name must be unique within a namespace.", "priority": 0}]
+        cols = [
+            {
+                "name": "Name",
+                "type": "string",
+                "format": "name",
+                "description": "Name must be unique within a namespace.",
+                "priority": 0,
+            }
+        ]
         if resource == "pods":
             cols += [
-                {"name": "Ready", "type": "string", "format": "", "description": "ready",
-                 "priority": 0},
-                {"name": "Status", "type": "string", "format": "", "description": "phase",
-                 "priority": 0},
-                {"name": "Restarts", "type": "string", "format": "", "description": "restarts",
-                 "priority": 0},
+                {"name": "Ready", "type": "string", "format": "", "description": "ready", "priority": 0},
+                {"name": "Status", "type": "string", "format": "", "description": "phase", "priority": 0},
+                {
+                    "name": "Restarts",
+                    "type": "string",
+                    "format": "",
+                    "description": "restarts",
+                    "priority": 0,
+                },
             ]
         elif resource == "workflows":
-            cols.append({"name": "Status", "type": "string", "format": "",
-                         "description": "Status of the workflow", "priority": 0})
-        cols.append({"name": "Age", "type": "string", "format": "", "description":
-                     "CreationTimestamp", "priority": 0})
+            cols.append(
+                {
+                    "name": "Status",
+                    "type": "string",
+                    "format": "",
+                    "description": "Status of the workflow",
+                    "priority": 0,
+                }
+            )
+        cols.append(
+            {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}
+        )
         include = query.get("includeObject", "Metadata")
         rows = []
         for o in objs:
@@ -856,11 +894,19 @@ class ApiServer:
             if include == "Object":
                 row["object"] = o
             elif include != "None":
-                row["object"] = {"kind": "PartialObjectMetadata",
-                                 "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta,
+                }
             rows.append(row)
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
-                "columnDefinitions": cols, "rows": rows}
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "columnDefinitions": cols,
+            "rows": rows,
+        }
 
     def _list(self, h: _Handler, route: _Route, query: dict[str, str]) -> None:
         limit_s = query.get("limit") or ""
@@ -869,7 +915,8 @@ class ApiServer:
         except ValueError:
             raise ClusterError(400, "BadRequest", f"invalid limit {limit_s!r}") from None
         page = self.store.list_page(
-            route.resource, route.namespace,
+            route.resource,
+            route.namespace,
             label_selector=query.get("labelSelector"),
             field_selector=query.get("fieldSelector"),
             limit=limit if limit and limit > 0 else None,
@@ -893,7 +940,8 @@ class ApiServer:
         table = self._wants_table(h)
         try:
             w = self.store.watch(
-                route.resource, route.namespace,
+                route.resource,
+                route.namespace,
                 resource_version=query.get("resourceVersion") or None,
                 label_selector=query.get("labelSelector"),
                 field_selector=query.get("fieldSelector"),
@@ -906,7 +954,7 @@ class ApiServer:
             h.send_header("Content-Type", "application/json")
             h.send_header("Transfer-Encoding", "chunked")
             h.end_headers()
-            status = _status_body(410, "Expired", e.message)
+            status = status_body(410, "Expired", e.message)
             self._write_chunk(h, b'{"type":"ERROR","object":' + status + b"}\n")
             h.wfile.write(b"0\r\n\r\n")
             return
@@ -948,8 +996,7 @@ class ApiServer:
                     break
                 if table and ev.type in ("ADDED", "MODIFIED", "DELETED"):
                     obj = json.loads(ev.raw)
-                    tbl = self._table(route.resource, [obj], query,
-                                      {"resourceVersion": str(ev.rv)})
+                    tbl = self._table(route.resource, [obj], query, {"resourceVersion": str(ev.rv)})
                     line = b'{"type":"' + ev.type.encode() + b'","object":' + dumps(tbl) + b"}\n"
                 else:
                     line = ev.line()
@@ -970,4 +1017,3 @@ class ApiServer:
         with self._cond:
             self._watchers.discard(w)
             self._cond.notify_all()
-

@@ -122,8 +122,12 @@ class ListPage:
         if self.remaining is not None:
             meta["remainingItemCount"] = self.remaining
         head = (
-            b'{"kind":"' + kind.encode() + b'List","apiVersion":"'
-            + _api_version(self.resource).encode() + b'","metadata":' + dumps(meta)
+            b'{"kind":"'
+            + kind.encode()
+            + b'List","apiVersion":"'
+            + _api_version(self.resource).encode()
+            + b'","metadata":'
+            + dumps(meta)
             + b',"items":['
         )
         return head + b",".join(self.items) + b"]}"
@@ -168,18 +172,37 @@ class Watcher:
             yield ev
 
 
-def _status_raw(code: int, reason: str, message: str) -> bytes:
-    return dumps(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code,
-        }
-    )
+def status_body(
+    code: int,
+    reason: str,
+    message: str,
+    name: str | None = None,
+    kind: str | None = None,
+    group: str | None = None,
+    retry_after: int | None = None,
+) -> bytes:
+    """A failure `Status` object as the Kubernetes API server sends it."""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    details: dict[str, Any] = {}
+    if name:
+        details["name"] = name
+    if group:
+        details["group"] = group
+    if kind:
+        details["kind"] = kind
+    if retry_after is not None:
+        details["retryAfterSeconds"] = retry_after
+    if details:
+        body["details"] = details
+    return dumps(body)
 
 
 class ObjectStore:
@@ -286,8 +309,13 @@ class ObjectStore:
             raise ClusterError(404, "NotFound", f'namespaces "{namespace}" not found')
         self._insert(
             "namespaces",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
-             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            },
         )
 
     def _insert(self, resource: str, obj: dict[str, Any]) -> _Entry:
@@ -300,7 +328,9 @@ class ObjectStore:
             gen = meta.get("generateName")
             if not gen:
                 raise ClusterError(
-                    422, "Invalid", f"{kind}.{version} is invalid: metadata.name: Required value: "
+                    422,
+                    "Invalid",
+                    f"{kind}.{version} is invalid: metadata.name: Required value: "
                     "name or generateName is required",
                 )
             name = gen + uuid.uuid4().hex[:5]
@@ -367,6 +397,7 @@ class ObjectStore:
         new_obj = _with_type(new_obj, resource)
         meta = new_obj["metadata"]
         if "generation" in old_meta:
+
             def spec_part(o: dict[str, Any]) -> dict[str, Any]:
                 return {k: v for k, v in o.items() if k not in ("metadata", "status")}
 
@@ -398,9 +429,9 @@ class ObjectStore:
             meta = obj.setdefault("metadata", {})
             if meta.get("namespace") and meta["namespace"] != namespace:
                 raise ClusterError(
-                    400, "BadRequest",
-                    "the namespace of the provided object does not match the namespace sent "
-                    "on the request",
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
                 )
             meta["namespace"] = namespace
         if isinstance(obj.get("metadata"), dict):
@@ -475,9 +506,7 @@ class ObjectStore:
                 raise self._conflict(resource, name)
             return self._store_update(resource, key, old, new, subresource).raw
 
-    def replace(
-        self, resource: str, obj: dict[str, Any], subresource: str | None = None
-    ) -> dict[str, Any]:
+    def replace(self, resource: str, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
         """Replace an object; 409 Conflict if ``metadata.resourceVersion`` is stale."""
         return json.loads(self.replace_raw(resource, obj, subresource=subresource))
 
@@ -496,9 +525,7 @@ class ObjectStore:
         if not isinstance(meta, dict):
             raise ClusterError(422, "Invalid", "metadata is required")
         if name is not None and meta.get("name") not in (None, name):
-            raise ClusterError(
-                400, "BadRequest", "the name of the object does not match the name on the URL"
-            )
+            raise ClusterError(400, "BadRequest", "the name of the object does not match the name on the URL")
         name = name or meta.get("name")
         if not name:
             raise ClusterError(422, "Invalid", "metadata.name: Required value")
@@ -593,9 +620,7 @@ class ObjectStore:
         the real server does.
         """
         self._check_resource(resource)
-        matcher = combine(
-            parse_label_selector(label_selector), parse_field_selector(field_selector)
-        )
+        matcher = combine(parse_label_selector(label_selector), parse_field_selector(field_selector))
         namespaced = RESOURCES[resource][3]
         with self._lock:
             snapshot = self._rv
@@ -604,7 +629,8 @@ class ObjectStore:
                 snapshot, start = self.decode_continue(continue_token)
                 if snapshot < self._compacted_rv:
                     raise ClusterError(
-                        410, "Expired",
+                        410,
+                        "Expired",
                         "The provided continue parameter is too old to display a consistent "
                         "list result. You can start a new list without the continue parameter, "
                         "or use the continue token in this response to retrieve the remainder "
@@ -673,9 +699,7 @@ class ObjectStore:
         older than retained history raises ``ClusterError(410, Expired)``.
         """
         self._check_resource(resource)
-        matcher = combine(
-            parse_label_selector(label_selector), parse_field_selector(field_selector)
-        )
+        matcher = combine(parse_label_selector(label_selector), parse_field_selector(field_selector))
         if send_initial is None:
             send_initial = resource_version in (None, "", "0")
         with self._lock:
@@ -697,9 +721,7 @@ class ObjectStore:
                     ) from None
                 floor = self._history_floor[resource]
                 if since < floor:
-                    raise ClusterError(
-                        410, "Expired", f"too old resource version: {since} ({floor + 1})"
-                    )
+                    raise ClusterError(410, "Expired", f"too old resource version: {since} ({floor + 1})")
                 w.last_rv = since
                 hist = self._history[resource]
                 # binary search over the deque's RVs is overkill; scan from the end
@@ -720,8 +742,11 @@ class ObjectStore:
                 return
             rv = self._rv
             raw = dumps(
-                {"kind": kind, "apiVersion": _api_version(w.resource),
-                 "metadata": {"resourceVersion": str(rv)}}
+                {
+                    "kind": kind,
+                    "apiVersion": _api_version(w.resource),
+                    "metadata": {"resourceVersion": str(rv)},
+                }
             )
             w.queue.put(WatchEvent("BOOKMARK", raw, rv))
 
@@ -763,4 +788,4 @@ class ObjectStore:
 
     def expired_status(self, message: str) -> bytes:
         """A serialized 410 Expired Status (as sent in a watch ERROR event)."""
-        return _status_raw(410, "Expired", message)
+        return status_body(410, "Expired", message)
