@@ -160,3 +160,15 @@ def shared_dir() -> Path:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    """A running Kubernetes API emulator on a random port with 0.2 s bookmarks."""
+    from sandbox.apiserver import ApiServer
+
+    server = ApiServer(bookmark_interval=0.2).start()
+    try:
+        yield server
+    finally:
+        server.stop()

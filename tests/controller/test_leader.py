@@ -88,15 +88,6 @@ class ExclusivitySampler:
 
 
 @pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = ApiServer(bookmark_interval=0.2).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def candidates(api: ApiServer, tmp_path: Path) -> Iterator[Callable[[str], Candidate]]:
     made: list[Candidate] = []
 

@@ -25,16 +25,6 @@ KubectlRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def api() -> Iterator[ApiServer]:
-    """A running emulator on a random port with 0.2 s bookmarks."""
-    server = ApiServer(bookmark_interval=0.2).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
     """An admin kubeconfig pointing at ``api``."""
     return api.write_kubeconfig(tmp_path / "kubeconfig")
