@@ -933,6 +933,23 @@ class ApiServer:
             h.send_bytes(200, page.body())
 
     # -- watch
+    def _end_and_drop(self, h: _Handler) -> None:
+        """End a cut stream and drop its connection, the FIN in the same segment.
+
+        Were the FIN sent later, a client could read the end of the stream, put the
+        connection back in its pool and send its next request down it before the FIN
+        arrived, and see that request fail ("remote end closed connection"). Corked,
+        the last chunk and the FIN arrive together, so the client's pool sees the
+        connection closed before it reuses it.
+        """
+        sock = h.connection
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        h.wfile.write(b"0\r\n\r\n")
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)  # flushes the corked chunk with the FIN
+        h.close_connection = True
+
     def _write_chunk(self, h: _Handler, data: bytes) -> None:
         h.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
 
@@ -1003,10 +1020,10 @@ class ApiServer:
                 self._write_chunk(h, line)
             # unregister before the client can see the end of the stream
             self._end_watch(w)
-            h.wfile.write(b"0\r\n\r\n")
-            if not clean:
-                # cut: the stream ended early; drop the connection too
-                h.close_connection = True
+            if clean:
+                h.wfile.write(b"0\r\n\r\n")
+            else:
+                self._end_and_drop(h)
         except OSError:
             h.close_connection = True
         finally:
