@@ -112,10 +112,10 @@ def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite") -> Report:
     rig = Rig(workdir, url)
     try:
         loaded = rig.load(sizes.workflows, sizes.steps)
-        report, figures = rig.full_pass()
+        _, figures = rig.full_pass()
         pods = figures["pods"]
         list_s = _bound_list(rig, pods)
-        write_s, transactions = raw_write_s(report.plans, bound_url)
+        write_s, transactions = raw_write_s(rig.planned(bound_url), bound_url)
     finally:
         rig.close()
         drop_mysql(url)

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+PageSink = Callable[[list[dict[str, Any]]], None]
 
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
 COMPONENT = "kfp-metadata-reconciler"
@@ -437,12 +438,19 @@ class KubeClient:
 
     # ----------------------------------------------------------------- lists
     def _paged(
-        self, fetch: Callable[[str | None], Any], what: str, transform: Transform | None = None
+        self,
+        fetch: Callable[[str | None], Any],
+        what: str,
+        transform: Transform | None = None,
+        sink: PageSink | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """All items of a paginated list and its RV; restarts when a continue token expires.
 
         ``transform``, when given, is applied to each item as its page arrives (e.g. to keep
         only the fields a pass reads), so a list never holds every full object at once.
+        ``sink``, when given, is handed each (transformed) page instead, and no items are
+        returned; after an expired continue token it sees the objects of the restarted
+        list again.
         """
         for restart in range(LIST_RESTARTS + 1):
             items: list[dict[str, Any]] = []
@@ -457,7 +465,10 @@ class KubeClient:
                     if transform is not None:
                         with paused_gc():
                             found = list(map(transform, found))
-                    items.extend(found)
+                    if sink is not None:
+                        sink(found)
+                    else:
+                        items.extend(found)
                     meta = page.get("metadata") or {}
                     del page, found  # a transformed page's full objects can go now
                     token = meta.get("continue") or None
@@ -478,12 +489,14 @@ class KubeClient:
         namespaces: Sequence[str] | None,
         label_selector: str = WORKFLOW_LABEL,
         transform: Transform | None = None,
+        sink: PageSink | None = None,
     ) -> RawList:
         """Pods matching ``label_selector`` as raw JSON dicts.
 
         ``namespaces`` None or empty: one cluster-wide list (RV under key ``None``);
         otherwise one list per namespace (RV per namespace). ``transform`` is applied to
-        each pod as its page arrives.
+        each pod as its page arrives; with ``sink``, each page goes to it and the
+        returned list holds no items (only the resourceVersions).
         """
         timeout = self._timeout()
         limit = self.page_size
@@ -499,7 +512,7 @@ class KubeClient:
                     _request_timeout=timeout,
                 )
 
-            items, rv = self._paged(fetch_all, "list pods in all namespaces", transform)
+            items, rv = self._paged(fetch_all, "list pods in all namespaces", transform, sink)
             result.items, result.resource_versions[None] = items, rv
             return result
         for namespace in dict.fromkeys(namespaces):
@@ -514,7 +527,7 @@ class KubeClient:
                     _request_timeout=timeout,
                 )
 
-            items, rv = self._paged(fetch, f"list pods in {namespace}", transform)
+            items, rv = self._paged(fetch, f"list pods in {namespace}", transform, sink)
             result.items.extend(items)
             result.resource_versions[namespace] = rv
         return result

@@ -11,7 +11,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +20,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ml_metadata import errors as mlmd_errors
 
 from controller import inputs as pass_inputs
-from controller.reconcile_pass import PassReport, apply_pod_patches, reconcile_pods
+from controller.reconcile_pass import PassReport, PodProblem, apply_pod_patches, reconcile_pods
 from controller.settings import Settings
 from reconcile import conventions as c
 from reconcile.errors import Reason
+from reconcile.records import DesiredStep
 from store.connect import StoreError, open_store
 from store.types import TypeRegistry
 
@@ -103,7 +105,8 @@ class Controller:
         """Stop triggers, let a running pass finish its current transaction, and return."""
         self.stopping.set()
         self.active.clear()
-        self._scheduler.shutdown(wait=True)
+        if self._scheduler.running:  # never started: nothing scheduled to stop
+            self._scheduler.shutdown(wait=True)
         for thread in self._watchers:
             thread.join(timeout=self.settings.watch_timeout_s + 5)
 
@@ -175,48 +178,97 @@ class Controller:
         store = self._ensure_store()
         self.readiness.mlmd_reachable(True, "")
         if scope is None:
-            found = pass_inputs.read_all(self.kube, self.settings.namespaces, self.options)
-        else:
-            found = pass_inputs.read_workflows(self.kube, scope, self.options)
+            return self._full_pass(store)
+        found = pass_inputs.read_workflows(self.kube, scope, self.options)
+        report = self._reconcile(store, found, found.pods, found.podless_steps)
+        self._report_workflow_problems(found.problems)
+        self._patch_pods(report)
+        self._report_bad_pods(report.errors, found.pods)
+        return report
+
+    def _full_pass(self, store: Any) -> PassReport:
+        """Every pod in scope, a chunk of whole workflows at a time (memory stays flat).
+
+        Each chunk's pod patches go out while the next chunk is reconciled; at most one
+        chunk's patches are in flight, so a slow API server slows the pass, not its memory.
+        """
+        report = PassReport()
+        in_flight: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pod-patches") as patcher:
+
+            def on_pods(pods: list[dict[str, Any]], found: pass_inputs.PassInputs) -> None:
+                part = self._reconcile(store, found, pods, ())
+                self._report_bad_pods(part.errors, pods)
+                report.merge(part)
+                if in_flight:
+                    in_flight.pop().result()
+                in_flight.append(patcher.submit(self._patch_chunk, part, pods, report))
+
+            try:
+                found = pass_inputs.stream_all(
+                    self.kube, self.settings.namespaces, self.options, on_pods, self.settings.chunk_pods
+                )
+            finally:
+                for future in in_flight:
+                    future.result()
+        report.merge(self._reconcile(store, found, [], found.podless_steps))  # podless: no patches
+        self._report_workflow_problems(found.problems)
+        self._resource_versions = found.resource_versions
+        self._rv_ready.set()
+        return report
+
+    def _reconcile(
+        self,
+        store: Any,
+        found: pass_inputs.PassInputs,
+        pods: list[dict[str, Any]],
+        podless_steps: Iterable[DesiredStep],
+    ) -> PassReport:
         assert self._types is not None
         try:
             report = reconcile_pods(
-                found.pods,
+                pods,
                 store,
                 self._types,
                 self.options,
                 taskresults=found.taskresults,
                 nodes=found.nodes,
-                podless_steps=found.podless_steps,
+                podless_steps=podless_steps,
             )
         except mlmd_errors.StatusError:
             self._drop_store()
             raise
         if any(e.reason == Reason.MLMD_WRITE for e in report.errors):
             self._drop_store()
-        for namespace, name, message in found.problems:
+        return report
+
+    def _report_workflow_problems(self, problems: list[tuple[str, str, str]]) -> None:
+        for namespace, name, message in problems:
             log.warning(
                 "workflow cannot be read", extra={"namespace": namespace, "workflow": name, "reason": message}
             )
             self.metrics.error("malformed_workflow")
-        self._patch_pods(report)
-        self._report_bad_pods(report, found.pods)
-        if scope is None:
-            self._resource_versions = found.resource_versions
-            self._rv_ready.set()
-        return report
+
+    def _patch_chunk(self, part: PassReport, pods: list[dict[str, Any]], report: PassReport) -> None:
+        """Send one chunk's pod patches; refused ones are reported like any bad pod."""
+        before = len(part.errors)
+        self._patch_pods(part)
+        refused = part.errors[before:]
+        if refused:
+            report.errors += refused
+            self._report_bad_pods(refused, pods)
 
     def _patch_pods(self, report: PassReport) -> None:
         applied = apply_pod_patches(self.kube, report, self.active.is_set)
         if applied < len(report.pod_patches) and not self.active.is_set():
             log.info("leadership lost: remaining pod patches left to the next leader")
 
-    def _report_bad_pods(self, report: PassReport, pods: list[dict[str, Any]]) -> None:
+    def _report_bad_pods(self, problems: list[PodProblem], pods: list[dict[str, Any]]) -> None:
         by_name = {
             ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")): p
             for p in pods
         }
-        for problem in report.errors:
+        for problem in problems:
             log.warning(
                 "pod not reconciled",
                 extra={

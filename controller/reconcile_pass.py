@@ -80,6 +80,19 @@ class PassReport:
     duration_s: float = 0.0
     plans: list[StepPlan] = field(default_factory=list, repr=False)
 
+    def merge(self, part: PassReport) -> None:
+        """Add the report of one chunk of a pass (its plans are not kept; durations add up)."""
+        self.pods_seen += part.pods_seen
+        self.pods_skipped.update(part.pods_skipped)
+        self.errors += part.errors
+        self.warnings += part.warnings
+        self.actions.update(part.actions)
+        self.pod_patches += part.pod_patches
+        self.pending_inputs += part.pending_inputs
+        self.pending_outputs += part.pending_outputs
+        self.transactions += part.transactions
+        self.duration_s += part.duration_s
+
     def to_json(self) -> dict[str, Any]:
         return {
             "pods_seen": self.pods_seen,

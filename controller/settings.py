@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     debounce_s: float = Field(
         default=0.3, ge=0.0, le=60.0, description="Wait after a pod change before the targeted pass."
     )
+    chunk_pods: int = Field(
+        default=2000,
+        ge=1,
+        description="A full pass reconciles pods in chunks of about this many (whole workflows); "
+        "memory grows with the chunk, not the cluster.",
+    )
     leader_election: bool = Field(default=True, description="Run passes only while holding the Lease.")
     lease_name: str = Field(default="kfp-metadata-reconciler", description="Name of the Lease.")
     lease_namespace: str = Field(
