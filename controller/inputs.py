@@ -111,26 +111,9 @@ def assemble(
 
 # Of the pod's metadata, what the pass reads (PodView, pod patches, Events).
 _POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences")
-class _Shared:
-    """One copy of each equal string across the pods of one list.
-
-    Runs of the same pipeline repeat the same component spec, parameters and
-    labels on every pod; sharing them costs one dict lookup per string.
-    """
-
-    def __init__(self) -> None:
-        self._strings: dict[str, str] = {}
-
-    def string(self, value: Any) -> Any:
-        return self._strings.setdefault(value, value) if isinstance(value, str) else value
-
-    def str_map(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value  # malformed: left for validation to report
-        return {self.string(k): self.string(v) for k, v in value.items()}
 
 
-def _slim_container(container: Any, shared: _Shared) -> Any:
+def _slim_container(container: Any, seen: dict[str, str]) -> Any:
     if not isinstance(container, dict):
         return container
     env = container.get("env")
@@ -139,8 +122,11 @@ def _slim_container(container: Any, shared: _Shared) -> Any:
         kept = []
         for var in env:
             if isinstance(var, dict) and var.get("name") == c.ARGO_TEMPLATE_ENV:
-                # Argo 3.2-3.5 put the same template on every container: one string is kept.
-                kept.append({**var, "value": shared.string(var.get("value"))})
+                value = var.get("value")
+                if isinstance(value, str):
+                    # Argo 3.2-3.5 put the same template on every container: keep one string.
+                    var = {**var, "value": seen.setdefault(value, value)}
+                kept.append(var)
             elif not isinstance(var, dict):
                 kept.append(var)  # malformed: left for validation to report
         slim["env"] = kept
@@ -149,43 +135,30 @@ def _slim_container(container: Any, shared: _Shared) -> Any:
     return slim
 
 
-def _slim_metadata(meta: Any, shared: _Shared) -> Any:
-    if not isinstance(meta, dict):
-        return meta
-    slim = {k: meta[k] for k in _POD_METADATA if k in meta}
-    for part in ("labels", "annotations"):
-        if part in slim:
-            slim[part] = shared.str_map(slim[part])
-    return slim
-
-
-def pod_slimmer() -> Callable[[JSON], JSON]:
-    """A `slim_pod` for one list, sharing equal strings between its pods."""
-    shared = _Shared()
-    return lambda pod: slim_pod(pod, shared)
-
-
-def slim_pod(pod: JSON, shared: _Shared | None = None) -> JSON:
+def slim_pod(pod: JSON) -> JSON:
     """A pod cut down to the fields the pass reads (PodView, classify, template, patches).
 
     Of the metadata, name, namespace, uid, resourceVersion, labels, annotations and
     ownerReferences; of the spec, each container's name, command and ARGO_TEMPLATE
-    env; of the status, the phase. Anything not shaped as expected is kept as it is, so
-    validation reports it exactly as before.
+    env (one copy of the template); of the status, the phase. Anything not shaped as
+    expected is kept as it is, so validation reports it exactly as before.
     """
     if not isinstance(pod, dict):
         return pod
-    shared = shared or _Shared()
     slim: JSON = {k: v for k, v in pod.items() if k not in ("spec", "status", "metadata")}
-    if "metadata" in pod:
-        slim["metadata"] = _slim_metadata(pod["metadata"], shared)
+    meta = pod.get("metadata")
+    if isinstance(meta, dict):
+        slim["metadata"] = {k: meta[k] for k in _POD_METADATA if k in meta}
+    elif "metadata" in pod:
+        slim["metadata"] = meta
     spec = pod.get("spec")
     if isinstance(spec, dict):
+        seen: dict[str, str] = {}
         slim_spec: JSON = {}
         for part in ("initContainers", "containers"):
             containers = spec.get(part)
             if isinstance(containers, list):
-                slim_spec[part] = [_slim_container(ct, shared) for ct in containers]
+                slim_spec[part] = [_slim_container(ct, seen) for ct in containers]
             elif part in spec:
                 slim_spec[part] = containers
         slim["spec"] = slim_spec
@@ -244,7 +217,7 @@ def read_all(kube: Any, namespaces: Sequence[str], options: ReconcileOptions) ->
     arrives (`slim_pod`, `slim_workflow`), so memory grows with the cluster
     by a few KB per pod, not by the objects' full size.
     """
-    listed = kube.list_pods(namespaces or None, transform=pod_slimmer())
+    listed = kube.list_pods(namespaces or None, transform=slim_pod)
     present = {key for key in map(_pod_node_id, listed.items) if key is not None}
     workflows = kube.list_workflows(namespaces or None, transform=slim_workflow(present))
     taskresults = kube.list_taskresults(namespaces or None)
@@ -331,7 +304,7 @@ def stream_all(
         present.update(key for key in map(_pod_node_id, page) if key is not None)
         chunks.add(page)
 
-    listed = kube.list_pods(namespaces or None, transform=pod_slimmer(), sink=sink)
+    listed = kube.list_pods(namespaces or None, transform=slim_pod, sink=sink)
     chunks.flush()
     inputs.resource_versions = dict(listed.resource_versions)
     for (namespace, name), node_ids in pod_nodes.items():

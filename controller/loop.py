@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ml_metadata import errors as mlmd_errors
 
 from controller import inputs as pass_inputs
+from controller.kube import paused_gc
 from controller.reconcile_pass import PassReport, PodProblem, apply_pod_patches, reconcile_pods
 from controller.settings import Settings
 from reconcile import conventions as c
@@ -194,7 +195,10 @@ class Controller:
         """
         report = PassReport()
         in_flight: list[Future[None]] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pod-patches") as patcher:
+        # The collector is held for the whole pass, as reconcile_pods holds it for a chunk:
+        # pages and records are freed by reference counting, and collections in between
+        # would only walk them.
+        with paused_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="pod-patches") as patcher:
 
             def on_pods(pods: list[dict[str, Any]], found: pass_inputs.PassInputs) -> None:
                 part = self._reconcile(store, found, pods, ())
