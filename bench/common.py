@@ -23,13 +23,28 @@ REPORTS = Path(__file__).parent / "reports"
 MYSQL_URL = "mysql://root@127.0.0.1:3306/{db}"
 
 
+def python_loop_s(n: int = 5_000_000) -> float:
+    """Seconds for a fixed pure-Python loop: how fast this machine was at the time.
+
+    Shared 2-core machines here vary by 1.5x or more from one hour to the next; reports
+    carry this so figures from two runs can be compared (ratios to bounds measured in
+    the same run need no such correction).
+    """
+    started = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return round(time.perf_counter() - started, 3)
+
+
 def machine() -> dict[str, Any]:
-    """Where the figures were measured."""
+    """Where the figures were measured, and how fast the machine was then."""
     return {
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "python_loop_s": python_loop_s(),
     }
 
 

@@ -51,7 +51,7 @@ def main() -> None:
                 "baseline_rss_mb": round(baseline, 1),
                 "mlmd_reads": store.reads,
                 "mlmd_writes": store.writes,
-                "patches": len(report.pod_patches),
+                "patches": report.patch_count,
                 "errors": len(report.errors),
             }
         )

@@ -12,7 +12,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,7 +168,7 @@ class Controller:
                     "duration_s": round(duration, 3),
                     "pods": report.pods_seen,
                     "actions": dict(report.actions),
-                    "patches": len(report.pod_patches),
+                    "patches": report.patch_count,
                     "errors": len(report.errors),
                 },
             )
@@ -190,32 +189,26 @@ class Controller:
     def _full_pass(self, store: Any) -> PassReport:
         """Every pod in scope, a chunk of whole workflows at a time (memory stays flat).
 
-        Each chunk's pod patches go out while the next chunk is reconciled; at most one
-        chunk's patches are in flight, so a slow API server slows the pass, not its memory.
+        Each chunk is reconciled and its pods patched before the next page is read.
+        (Sending a chunk's patches while the next one is reconciled was slower: MLMD's
+        calls hold Python's global lock, so the two only took turns, and paid for it.)
         """
         report = PassReport()
-        in_flight: list[Future[None]] = []
+
+        def on_pods(pods: list[dict[str, Any]], found: pass_inputs.PassInputs) -> None:
+            part = self._reconcile(store, found, pods, ())
+            self._patch_pods(part)  # a refused patch is that pod's error, reported next
+            self._report_bad_pods(part.errors, pods)
+            report.merge(part)
+
         # The collector is held for the whole pass, as reconcile_pods holds it for a chunk:
         # pages and records are freed by reference counting, and collections in between
         # would only walk them.
-        with paused_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="pod-patches") as patcher:
-
-            def on_pods(pods: list[dict[str, Any]], found: pass_inputs.PassInputs) -> None:
-                part = self._reconcile(store, found, pods, ())
-                self._report_bad_pods(part.errors, pods)
-                report.merge(part)
-                if in_flight:
-                    in_flight.pop().result()
-                in_flight.append(patcher.submit(self._patch_chunk, part, pods, report))
-
-            try:
-                found = pass_inputs.stream_all(
-                    self.kube, self.settings.namespaces, self.options, on_pods, self.settings.chunk_pods
-                )
-            finally:
-                for future in in_flight:
-                    future.result()
-        report.merge(self._reconcile(store, found, [], found.podless_steps))  # podless: no patches
+        with paused_gc():
+            found = pass_inputs.stream_all(
+                self.kube, self.settings.namespaces, self.options, on_pods, self.settings.chunk_pods
+            )
+            report.merge(self._reconcile(store, found, [], found.podless_steps))  # podless: no patches
         self._report_workflow_problems(found.problems)
         self._resource_versions = found.resource_versions
         self._rv_ready.set()
@@ -252,15 +245,6 @@ class Controller:
                 "workflow cannot be read", extra={"namespace": namespace, "workflow": name, "reason": message}
             )
             self.metrics.error("malformed_workflow")
-
-    def _patch_chunk(self, part: PassReport, pods: list[dict[str, Any]], report: PassReport) -> None:
-        """Send one chunk's pod patches; refused ones are reported like any bad pod."""
-        before = len(part.errors)
-        self._patch_pods(part)
-        refused = part.errors[before:]
-        if refused:
-            report.errors += refused
-            self._report_bad_pods(refused, pods)
 
     def _patch_pods(self, report: PassReport) -> None:
         applied = apply_pod_patches(self.kube, report, self.active.is_set)

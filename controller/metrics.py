@@ -168,8 +168,8 @@ class Metrics:
                 self.actions_total.labels(kind=str(kind)).inc(n)
         for problem in report.errors:
             self.error(str(getattr(problem, "reason", "unknown")))
-        if report.pod_patches:
-            self.pod_patches_total.inc(len(report.pod_patches))
+        if report.patch_count:
+            self.pod_patches_total.inc(report.patch_count)
         if report.transactions > 0:
             self.mlmd_transactions_total.inc(int(report.transactions))
 

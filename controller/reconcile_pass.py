@@ -79,15 +79,25 @@ class PassReport:
     transactions: int = 0
     duration_s: float = 0.0
     plans: list[StepPlan] = field(default_factory=list, repr=False)
+    merged_patches: int = 0  # patches of merged chunks: counted, the chunks patched their own pods
+
+    @property
+    def patch_count(self) -> int:
+        """Pod patches this pass planned (merged chunks' and its own)."""
+        return self.merged_patches + len(self.pod_patches)
 
     def merge(self, part: PassReport) -> None:
-        """Add the report of one chunk of a pass (its plans are not kept; durations add up)."""
+        """Add the report of one chunk of a pass whose pods were patched already.
+
+        Its plans and patches are not kept (`patch_count` counts the patches); durations
+        add up.
+        """
         self.pods_seen += part.pods_seen
         self.pods_skipped.update(part.pods_skipped)
         self.errors += part.errors
         self.warnings += part.warnings
         self.actions.update(part.actions)
-        self.pod_patches += part.pod_patches
+        self.merged_patches += part.patch_count
         self.pending_inputs += part.pending_inputs
         self.pending_outputs += part.pending_outputs
         self.transactions += part.transactions

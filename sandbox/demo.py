@@ -178,7 +178,7 @@ def _run(
             # Level-triggered check: passes until one finds nothing to do.
             for _ in range(5):
                 final = controller.run_pass("manual")
-                if final is not None and not sum(final.actions.values()) and not final.pod_patches:
+                if final is not None and not sum(final.actions.values()) and not final.patch_count:
                     break
         finally:
             controller.stop()
@@ -186,7 +186,7 @@ def _run(
         assert final is not None
         print(
             f"final pass:    {final.pods_seen} pods, {sum(final.actions.values())} MLMD writes, "
-            f"{len(final.pod_patches)} pod patches, {len(final.errors)} errors",
+            f"{final.patch_count} pod patches, {len(final.errors)} errors",
             file=out,
         )
         totals: Counter[str] = Counter()

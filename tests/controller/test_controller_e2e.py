@@ -423,8 +423,8 @@ def test_a_full_pass_in_small_chunks_converges_in_one_pass(
     cluster: Cluster, shared_dir: Path, pod_gc: Any
 ) -> None:
     # Chunks of 3 pods: most chunks hold one workflow, chain10 is bigger than a chunk,
-    # the patches of one chunk go out while the next is reconciled, and with pod GC the
-    # steps whose pods are gone come from their Workflows after the last chunk.
+    # and with pod GC the steps whose pods are gone come from their Workflows after the
+    # last chunk.
     sim = Simulator(cluster.api.store, "3.5", seed=9, pod_gc=pod_gc)
     submit_all(sim, shared_dir)
     for _ in range(3):
@@ -437,10 +437,10 @@ def test_a_full_pass_in_small_chunks_converges_in_one_pass(
         report = controller.run_pass("resync")
         assert report is not None and report.errors == []
         assert report.pending_inputs == 0 and report.pending_outputs == 0
-        assert report.pods_seen == len(pods) and len(report.pod_patches) == len(pods)
+        assert report.pods_seen == len(pods) and report.patch_count == len(pods)
         assert converged(cluster)
         again = controller.run_pass("resync")
-        assert again is not None and sum(again.actions.values()) == 0 and again.pod_patches == []
+        assert again is not None and sum(again.actions.values()) == 0 and again.patch_count == 0
         assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
     finally:
         controller.stop()
