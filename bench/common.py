@@ -191,8 +191,12 @@ class TimedKube:
 
     def __init__(self, kube: Any) -> None:
         self._kube = kube
-        self.seconds: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()  # summed over calls, concurrent ones too
+        self.busy: Counter[str] = Counter()  # wall time with at least one call in flight
         self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self._busy_since: dict[str, float] = {}
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._kube, name)
@@ -201,16 +205,26 @@ class TimedKube:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            with self._lock:
+                if not self._in_flight[name]:
+                    self._busy_since[name] = started
+                self._in_flight[name] += 1
             try:
                 return target(*args, **kwargs)
             finally:
-                self.seconds[name] += time.perf_counter() - started
-                self.calls[name] += 1
+                ended = time.perf_counter()
+                with self._lock:
+                    self.seconds[name] += ended - started
+                    self.calls[name] += 1
+                    self._in_flight[name] -= 1
+                    if not self._in_flight[name]:
+                        self.busy[name] += ended - self._busy_since.pop(name)
 
         return call
 
     def reset(self) -> None:
         self.seconds.clear()
+        self.busy.clear()
         self.calls.clear()
 
 
