@@ -104,10 +104,10 @@ def assemble(
 
 
 # --- slimming: keep only what a pass reads, as each list page arrives -------------
-# A full pass holds every pod and Workflow of the cluster at once; parsed, an Argo
-# 3.5 KFP pod is ~35 KB of Python objects (its template sits on three containers),
-# so at 50,000 pods the full objects alone would be ~1.8 GB. Cut down, a pod keeps
-# its metadata and one copy of its template: a few KB.
+# Parsed, an Argo 3.5 KFP pod is ~35 KB of Python objects (its template sits on three
+# containers): `read_all` at 50,000 pods would hold ~1.8 GB of them, and even a chunk
+# of `stream_all` ~70 MB. Cut down, a pod keeps its metadata and one copy of its
+# template: a few KB.
 
 # Of the pod's metadata, what the pass reads (PodView, pod patches, Events).
 _POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences")
@@ -285,10 +285,8 @@ def stream_all(
     Returns the inputs with `pods` empty and, last, the steps whose pod is gone
     (their Workflows are read again, whole, only then).
     """
-    inputs = PassInputs(
-        pods=[], taskresults=_index_taskresults(kube.list_taskresults(namespaces or None)), nodes={},
-        podless_steps=[],
-    )
+    taskresults = _index_taskresults(kube.list_taskresults(namespaces or None))
+    inputs = PassInputs(pods=[], taskresults=taskresults, nodes={}, podless_steps=[])
     pod_nodes: dict[tuple[str, str], set[str]] = {}
     for workflow in kube.list_workflows(namespaces or None, transform=slim_workflow(None)):
         nodes = _add_workflow(inputs, workflow, None, options)
