@@ -187,7 +187,7 @@ class Controller:
         return report
 
     def _full_pass(self, store: Any) -> PassReport:
-        """Every pod in scope, a chunk of whole workflows at a time (memory stays flat).
+        """Every pod in scope, a chunk of whole workflows at a time (pods are never all held).
 
         Each chunk is reconciled and its pods patched before the next page is read.
         (Sending a chunk's patches while the next one is reconciled was slower: MLMD's

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         default=2000,
         ge=1,
         description="A full pass reconciles pods in chunks of about this many (whole workflows); "
-        "memory grows with the chunk, not the cluster.",
+        "only one chunk of pods is held at a time.",
     )
     leader_election: bool = Field(default=True, description="Run passes only while holding the Lease.")
     lease_name: str = Field(default="kfp-metadata-reconciler", description="Name of the Lease.")
