@@ -331,7 +331,7 @@ def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir
     }
     rng = random.Random(11)
     kills = busy = 0
-    for _ in range(20):
+    for i in range(20):
         before = cluster.mlmd.write_calls()
         proc = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "run"],
@@ -339,8 +339,17 @@ def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # A random moment: during start-up, or in the middle of a pass writing MLMD.
-        time.sleep(rng.uniform(0.5, 2.5))
+        if i % 2:
+            # In the middle of its writes: once this process has committed one, at a random
+            # moment soon after (start-up time varies too much on a busy machine to guess).
+            wait_until(
+                lambda before=before: cluster.mlmd.write_calls() > before,
+                timeout=60,
+                what="the controller to write",
+            )
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:
+            time.sleep(rng.uniform(0.5, 2.5))  # a random moment: start-up, or a pass
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         kills += 1
@@ -349,7 +358,7 @@ def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir
     busy_thread.join()
     sim.run_until_complete()
     assert kills == 20
-    assert busy >= 5, f"only {busy} of the kills hit a process that was writing MLMD"
+    assert busy >= 10, f"only {busy} of the kills hit a process that was writing MLMD"
     ready = tmp_path / "ready"
     final = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "run", "--ready-file", str(ready)],
