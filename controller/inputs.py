@@ -226,10 +226,6 @@ def read_all(kube: Any, namespaces: Sequence[str], options: ReconcileOptions) ->
     return inputs
 
 
-# A streamed full pass hands pods on in chunks of about this many, cut between workflows.
-CHUNK_PODS = 2000
-
-
 def _workflow_of(pod: JSON) -> tuple[Any, Any]:
     meta = pod.get("metadata") if isinstance(pod, dict) else None
     meta = meta if isinstance(meta, dict) else {}
@@ -275,7 +271,7 @@ def stream_all(
     namespaces: Sequence[str],
     options: ReconcileOptions,
     on_pods: Callable[[list[JSON], PassInputs], None],
-    chunk_pods: int = CHUNK_PODS,
+    chunk_pods: int,
 ) -> PassInputs:
     """A full pass that never holds every pod: what `read_all` reads, handed on in chunks.
 
