@@ -101,6 +101,7 @@ class Rig:
         patching = self.kube.busy["patch_pod_metadata"]  # 8 patches in flight: wall time, not the sum
         figures = {
             "pods": pods,
+            "pods_unchanged": report.pods_unchanged,
             "pods_per_s": round(pods / wall, 1) if wall else None,
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3),

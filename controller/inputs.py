@@ -38,7 +38,8 @@ class PassInputs:
     workflow_uids: set[str] = field(default_factory=set)  # of the Workflows read
 
 
-def _pod_node_id(pod: JSON) -> tuple[str, str] | None:
+def pod_node_id(pod: JSON) -> tuple[str, str] | None:
+    """(namespace, Argo node id) of a pod's step: the keys of `taskresults` and `nodes`."""
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     labels = meta.get("labels") or {}
@@ -96,7 +97,7 @@ def assemble(
     options: ReconcileOptions,
 ) -> PassInputs:
     """Index taskresults and nodes by step, and derive the steps whose pod is gone."""
-    present = {key for key in map(_pod_node_id, pods) if key is not None}
+    present = {key for key in map(pod_node_id, pods) if key is not None}
     inputs = PassInputs(pods=pods, taskresults=_index_taskresults(taskresults), nodes={}, podless_steps=[])
     for workflow in workflows:
         _add_workflow(inputs, workflow, present, options)
@@ -218,7 +219,7 @@ def read_all(kube: Any, namespaces: Sequence[str], options: ReconcileOptions) ->
     by a few KB per pod, not by the objects' full size.
     """
     listed = kube.list_pods(namespaces or None, transform=slim_pod)
-    present = {key for key in map(_pod_node_id, listed.items) if key is not None}
+    present = {key for key in map(pod_node_id, listed.items) if key is not None}
     workflows = kube.list_workflows(namespaces or None, transform=slim_workflow(present))
     taskresults = kube.list_taskresults(namespaces or None)
     inputs = assemble(listed.items, workflows, taskresults, options)
@@ -295,7 +296,7 @@ def stream_all(
     chunks = _Chunks(chunk_pods, lambda pods: on_pods(pods, inputs))
 
     def sink(page: list[JSON]) -> None:
-        present.update(key for key in map(_pod_node_id, page) if key is not None)
+        present.update(key for key in map(pod_node_id, page) if key is not None)
         chunks.add(page)
 
     listed = kube.list_pods(namespaces or None, transform=slim_pod, sink=sink)

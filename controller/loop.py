@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ml_metadata import errors as mlmd_errors
 
 from controller import inputs as pass_inputs
+from controller.converged import ConvergedSteps
 from controller.kube import paused_gc
 from controller.reconcile_pass import PassReport, PodProblem, apply_pod_patches, reconcile_pods
 from controller.settings import Settings
@@ -66,6 +67,7 @@ class Controller:
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
         self._watchers: list[threading.Thread] = []
+        self.converged = ConvergedSteps(settings.converged_recheck_s)
 
     # --- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +102,8 @@ class Controller:
         """Leadership lost: stop starting passes; a running pass stops before its patches."""
         self.active.clear()
         self.metrics.set_leader(False)
+        # Another replica leads meanwhile; what this one learned may be stale when it leads again.
+        self.converged.forget()
 
     def stop(self) -> None:
         """Stop triggers, let a running pass finish its current transaction, and return."""
@@ -143,6 +147,7 @@ class Controller:
         # left with a transaction open, and types may have new ids after a restore.
         self._store = None
         self._types = None
+        self.converged.forget("the MLMD connection is reopened")
 
     def run_pass(self, trigger: str, scope: Mapping[str, set[str]] | None = None) -> PassReport | None:
         """One pass over everything (scope None) or over the named workflows; None if not active."""
@@ -167,6 +172,7 @@ class Controller:
                     "trigger": trigger,
                     "duration_s": round(duration, 3),
                     "pods": report.pods_seen,
+                    "unchanged": report.pods_unchanged,
                     "actions": dict(report.actions),
                     "patches": report.patch_count,
                     "errors": len(report.errors),
@@ -176,29 +182,44 @@ class Controller:
 
     def _pass(self, trigger: str, scope: Mapping[str, set[str]] | None) -> PassReport:
         store = self._ensure_store()
+        mlmd_changed = self.converged.before_pass(store)
+        if (mlmd_changed or scope is None) and self._types is not None:
+            # A restore may have taken types away or given them other ids; reading the
+            # few types again costs a full pass next to nothing.
+            self._types.forget()
         self.readiness.mlmd_reachable(True, "")
-        if scope is None:
-            return self._full_pass(store)
+        report = self._full_pass() if scope is None else self._targeted_pass(scope)
+        # Also after a targeted pass: its writes must not read as someone else's next time.
+        self.converged.after_pass(self._ensure_store())
+        return report
+
+    def _targeted_pass(self, scope: Mapping[str, set[str]]) -> PassReport:
         found = pass_inputs.read_workflows(self.kube, scope, self.options)
-        report = self._reconcile(store, found, found.pods, found.podless_steps)
+        report = self._reconcile(found, found.pods, found.podless_steps)
         self._report_workflow_problems(found.problems)
         self._patch_pods(report)
         self._report_bad_pods(report.errors, found.pods)
         return report
 
-    def _full_pass(self, store: Any) -> PassReport:
+    def _full_pass(self) -> PassReport:
         """Every pod in scope, a chunk of whole workflows at a time (pods are never all held).
 
         Each chunk is reconciled and its pods patched before the next page is read.
         (Sending a chunk's patches while the next one is reconciled was slower: MLMD's
         calls hold Python's global lock, so the two only took turns, and paid for it.)
+        Pods whose steps an earlier pass found converged, and that did not change since,
+        are skipped (`ConvergedSteps`).
         """
         report = PassReport()
 
         def on_pods(pods: list[dict[str, Any]], found: pass_inputs.PassInputs) -> None:
-            part = self._reconcile(store, found, pods, ())
+            changed = [p for p in pods if not self.converged.unchanged(p, found)]
+            part = self._reconcile(found, changed, ())
             self._patch_pods(part)  # a refused patch is that pod's error, reported next
-            self._report_bad_pods(part.errors, pods)
+            self._report_bad_pods(part.errors, changed)
+            self.converged.learn(changed, found, part)
+            part.pods_unchanged = len(pods) - len(changed)
+            part.pods_seen += part.pods_unchanged
             report.merge(part)
 
         # The collector is held for the whole pass, as reconcile_pods holds it for a chunk:
@@ -208,7 +229,7 @@ class Controller:
             found = pass_inputs.stream_all(
                 self.kube, self.settings.namespaces, self.options, on_pods, self.settings.chunk_pods
             )
-            report.merge(self._reconcile(store, found, [], found.podless_steps))  # podless: no patches
+            report.merge(self._reconcile(found, [], found.podless_steps))  # podless: no patches
         self._report_workflow_problems(found.problems)
         self._resource_versions = found.resource_versions
         self._rv_ready.set()
@@ -216,11 +237,12 @@ class Controller:
 
     def _reconcile(
         self,
-        store: Any,
         found: pass_inputs.PassInputs,
         pods: list[dict[str, Any]],
         podless_steps: Iterable[DesiredStep],
     ) -> PassReport:
+        # A failed write in an earlier chunk of this pass dropped the store: reopen it.
+        store = self._ensure_store()
         assert self._types is not None
         try:
             report = reconcile_pods(

@@ -69,6 +69,7 @@ class PassReport:
     """What a pass saw and did; `to_json` is the `--output json` object."""
 
     pods_seen: int = 0
+    pods_unchanged: int = 0  # of pods_seen: skipped, converged in an earlier pass and unchanged since
     pods_skipped: Counter[str] = field(default_factory=Counter)
     errors: list[PodProblem] = field(default_factory=list)
     warnings: list[PodProblem] = field(default_factory=list)
@@ -93,6 +94,7 @@ class PassReport:
         add up.
         """
         self.pods_seen += part.pods_seen
+        self.pods_unchanged += part.pods_unchanged
         self.pods_skipped.update(part.pods_skipped)
         self.errors += part.errors
         self.warnings += part.warnings

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         description="A full pass reconciles pods in chunks of about this many (whole workflows); "
         "only one chunk of pods is held at a time.",
     )
+    converged_recheck_s: float = Field(
+        default=3600.0,
+        ge=0.0,
+        description="A full pass skips a pod whose step it found converged before, while neither the pod "
+        "nor MLMD changed since, for at most this many seconds; then the step is compared with MLMD "
+        "again. 0: compare every step on every pass.",
+    )
     leader_election: bool = Field(default=True, description="Run passes only while holding the Lease.")
     lease_name: str = Field(default="kfp-metadata-reconciler", description="Name of the Lease.")
     lease_namespace: str = Field(

@@ -44,9 +44,13 @@ def test_idle_resync_writes_nothing_and_patches_nothing(tmp_path: Path) -> None:
     assert doc["figures"]["mlmd_writes"] == 0
     assert doc["figures"]["patches"] == 0
     assert doc["figures"]["errors"] == 0
-    assert doc["figures"]["mlmd_reads"] > 0
     assert doc["targets"]["mlmd_writes"]["met"] and doc["targets"]["patches"]["met"]
     assert doc["details"]["converging_pass"]["patches"] == doc["parameters"]["pods"]
+    # A running controller skips every step it found converged; a restarted one compares them all.
+    assert doc["details"]["pods_unchanged"] == doc["parameters"]["pods"]
+    assert doc["details"]["after_restart"]["pods_unchanged"] == 0
+    # The running controller's reads: MLMD's newest records, six before the pass and six after.
+    assert doc["figures"]["mlmd_reads"] == 12
 
 
 def test_recovery_after_restore_has_no_duplicates_and_converges(tmp_path: Path) -> None:
@@ -81,6 +85,7 @@ def test_scale_reports_a_curve(tmp_path: Path) -> None:
     for point in curve:
         assert point["peak_rss_mb"] >= point["baseline_rss_mb"] > 0
         assert point["idle_writes"] == 0 and point["idle_patches"] == 0
+        assert point["running_idle_wall_s"] > 0
 
 
 def test_command_line_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
