@@ -66,6 +66,11 @@ class Metrics:
             "Pods looked at by reconcile passes.",
             registry=r,
         )
+        self.pods_unchanged_total = Counter(
+            f"{PREFIX}_pods_unchanged_total",
+            "Pods a full pass skipped: converged in an earlier pass, and nothing changed since.",
+            registry=r,
+        )
         self.pods_skipped_total = Counter(
             f"{PREFIX}_pods_skipped_total",
             "Pods skipped on purpose (not KFP steps, not done...).",
@@ -160,6 +165,7 @@ class Metrics:
 
     def _count_report(self, report: Any) -> None:
         self.pods_seen_total.inc(max(0, int(report.pods_seen)))
+        self.pods_unchanged_total.inc(max(0, int(report.pods_unchanged)))
         for reason, n in _counts(report.pods_skipped).items():
             if n > 0:
                 self.pods_skipped_total.labels(reason=str(reason)).inc(n)

@@ -19,7 +19,7 @@ from reconcile import conventions as c
 from sandbox.simulator import Simulator
 from store.connect import open_store
 from tests.controller.harness import Cluster, duplicate_counts, load_fixture
-from tests.controller.test_controller_e2e import converged, submit_all
+from tests.controller.test_controller_e2e import converged, metric_total, submit_all
 
 
 class FakeClock:
@@ -64,6 +64,10 @@ def test_an_idle_pass_skips_every_unchanged_pod(cluster: Cluster, shared_dir: Pa
         assert sum(calls.values()) == 12, calls
         assert set(calls) == {"GetExecutions", "GetArtifacts", "GetContexts"}
         assert cluster.api.request_counts().get(("list", "pods"), 0) >= 1  # it did look
+        # Only this pass skipped any.
+        assert metric_total(controller.metrics, "kfp_metadata_reconciler_pods_unchanged") == pod_count(
+            cluster
+        )
         assert converged(cluster)
     finally:
         controller.stop()

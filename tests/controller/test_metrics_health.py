@@ -40,6 +40,7 @@ def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 def report() -> PassReport:
     return PassReport(
         pods_seen=7,
+        pods_unchanged=2,
         pods_skipped=Counter({"not-kfp": 2, "not-finished": 1}),
         errors=[
             PodProblem("ns", "bad-1", "bad_json", "annotation is not JSON"),
@@ -66,6 +67,7 @@ def test_observe_pass_exposes_report_counts() -> None:
     assert got[(P + "pass_duration_seconds_bucket", (("le", "0.5"), ("trigger", "resync")))] == 1
     assert got[(P + "pass_duration_seconds_bucket", (("le", "0.25"), ("trigger", "resync")))] == 0
     assert got[(P + "pods_seen_total", ())] == 7
+    assert got[(P + "pods_unchanged_total", ())] == 2
     assert got[(P + "pods_skipped_total", (("reason", "not-kfp"),))] == 2
     assert got[(P + "pods_skipped_total", (("reason", "not-finished"),))] == 1
     assert got[(P + "actions_total", (("kind", "execution.create"),))] == 3
