@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -127,6 +128,24 @@ def test_patch_kinds_and_conflicts(store: ObjectStore) -> None:
     with pytest.raises(ClusterError) as e:
         store.patch("pods", "default", "a", [{"op": "test", "path": "/spec/x", "value": 1}], "json")
     assert e.value.status == 422
+
+
+def test_merge_patches_leave_earlier_versions_and_untouched_parts_alone(store: ObjectStore) -> None:
+    # A merge patch shares the parts it does not touch with the stored version before it.
+    original = store.create("pods", pod("a", labels={"x": "1"}))
+    first = store.patch("pods", "default", "a", {"metadata": {"annotations": {"note": "one"}}})
+    second = store.patch("pods", "default", "a", {"metadata": {"labels": {"x": None, "y": "2"}}})
+    assert first["metadata"]["labels"] == {"x": "1"} and first["metadata"]["annotations"] == {"note": "one"}
+    assert second["metadata"]["labels"] == {"y": "2"} and second["metadata"]["annotations"] == {"note": "one"}
+    assert first["spec"] == second["spec"] == original["spec"]
+    rvs = [int(o["metadata"]["resourceVersion"]) for o in (original, first, second)]
+    assert rvs == sorted(rvs) and len(set(rvs)) == 3
+    assert store.get("pods", "default", "a") == second
+    # The history replays each version as it was written.
+    replay = store.watch("pods", resource_version=original["metadata"]["resourceVersion"])
+    seen = [json.loads(replay.get(1).raw)["metadata"] for _ in range(2)]
+    assert [m["labels"] for m in seen] == [{"x": "1"}, {"y": "2"}]
+    assert [m["resourceVersion"] for m in seen] == [str(rvs[1]), str(rvs[2])]
 
 
 def test_patch_algorithms() -> None:
