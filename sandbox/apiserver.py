@@ -56,6 +56,7 @@ _SHORT_NAMES: dict[str, list[str]] = {
 }
 _SUBRESOURCES: dict[str, list[str]] = {"pods": ["status"], "workflows": ["status"]}
 _ALL_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+_SMALL_ANSWER = 256 * 1024  # answers up to this size go out with their head in one write
 _CUSTOM = {"argoproj.io"}  # groups served as custom resources (no strategic merge)
 
 _PATCH_TYPES = {
@@ -170,12 +171,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        if self.command != "HEAD":
+        if self.command != "HEAD" and len(body) <= _SMALL_ANSWER:
             # Head and body in one write: one segment for a small answer instead of two.
             self._headers_buffer.append(b"\r\n" + body)
             self.flush_headers()
-        else:
-            self.end_headers()
+            return
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)  # a list page (megabytes): not copied into the head
 
 
 class _HTTPServer(ThreadingHTTPServer):
