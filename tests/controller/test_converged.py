@@ -77,12 +77,8 @@ def test_a_pod_changed_by_hand_is_compared_again_and_mended(cluster: Cluster, sh
     controller = converged_and_learned(cluster, shared_dir)
     try:
         victim = cluster.api.store.list("pods")[0]["metadata"]
-        cluster.api.store.patch(
-            "pods",
-            victim["namespace"],
-            victim["name"],
-            {"metadata": {"labels": {c.EXECUTION_ID_LABEL: "999999"}}},  # a wrong id,
-        )
+        wrong_id = {"metadata": {"labels": {c.EXECUTION_ID_LABEL: "999999"}}}
+        cluster.api.store.patch("pods", victim["namespace"], victim["name"], wrong_id)
         report = controller.run_pass("resync")
         assert report is not None and report.pods_unchanged == pod_count(cluster) - 1
         assert report.patch_count == 1 and sum(report.actions.values()) == 0
