@@ -291,9 +291,7 @@ def _release(rig: Rig) -> None:
 def _reopen(rig: Rig) -> None:
     """A controller restarted after the restore: a new store connection, new type cache."""
     rig.store = CountingStore(open_store(rig.url))
-    rig.controller = Controller(
-        rig.settings, rig.kube, Metrics(), Readiness(), store_opener=lambda: rig.store
-    )
+    _restart(rig)
 
 
 # --------------------------------------------------------------------------- latency
