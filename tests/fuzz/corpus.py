@@ -127,7 +127,12 @@ CASES: tuple[Case, ...] = (
     Case("deep_component_spec", _annotation(SPEC, deep_json()), "error", "malformed_annotation", "nested"),
     Case("deep_outputs", _annotation(OUTPUTS, deep_json()), "error", "malformed_annotation", "nested"),
     Case(
-        "deep_template_env", _template_env(deep_json()), "error", "malformed_template", "nested", profile="3.5"
+        "deep_template_env",
+        _template_env(deep_json()),
+        "error",
+        "malformed_template",
+        "nested",
+        profile="3.5",
     ),
     Case(
         "deep_template_annotation",
@@ -178,7 +183,9 @@ CASES: tuple[Case, ...] = (
     Case("spec_not_an_object", _set(("spec",), [1]), "error", "malformed_pod", "spec"),
     Case("status_not_an_object", _set(("status",), "Succeeded"), "error", "malformed_pod", "status"),
     Case("phase_not_a_string", _set(("status", "phase"), 3), "error", "malformed_pod", "phase"),
-    Case("owner_refs_not_a_list", _metadata("ownerReferences", {"kind": "Workflow"}), "error", "malformed_pod"),
+    Case(
+        "owner_refs_not_a_list", _metadata("ownerReferences", {"kind": "Workflow"}), "error", "malformed_pod"
+    ),
     Case("outputs_not_an_object", _annotation(OUTPUTS, "[1]"), "error", "malformed_annotation"),
     Case("artifacts_name_not_a_string", _annotation(OUTPUTS, '{"artifacts":[{"name":1}]}'), "error"),
     Case("spec_name_not_a_string", _spec_name(5), "error", "malformed_annotation"),  # type: ignore[arg-type]
@@ -186,7 +193,9 @@ CASES: tuple[Case, ...] = (
     Case("duplicate_keys_in_parameters", _annotation(PARAMS, '{"a": "1", "a": "2"}'), "recorded"),
     Case("bool_parameter", _annotation(PARAMS, '{"a": true, "b": 1.5, "c": -3}'), "recorded"),
     Case("nested_parameter", _annotation(PARAMS, '{"a": {"b": [1, null]}}'), "recorded"),
-    Case("unicode_parameter", _annotation(PARAMS, '{"\\u00e9t\\u00e9": "\\ud83d\\ude00 \\u4e2d"}'), "recorded"),
+    Case(
+        "unicode_parameter", _annotation(PARAMS, '{"\\u00e9t\\u00e9": "\\ud83d\\ude00 \\u4e2d"}'), "recorded"
+    ),
 )
 
 # Crashers whose cure lies in the pass itself (controller/, store/actual.py, store/apply.py,
