@@ -158,7 +158,6 @@ CASES: tuple[Case, ...] = (
     Case("surrogate_component_name", _spec_name("Comp\ud800"), "error", "invalid_value"),
     Case("nul_component_name", _spec_name("Comp\x00onent"), "error", "invalid_value"),
     # Structurally wrong pods gave tracebacks instead of a per-pod error.
-    Case("labels_not_a_map", _metadata("labels", ["a"]), "error", "malformed_pod", "labels"),
     Case("annotations_not_strings", _set(("metadata", "annotations", "x"), 5), "error", "malformed_pod"),
     Case("env_not_a_list", _set(("spec", "containers", 1, "env"), "ARGO"), "error", "malformed_pod", "env"),
     Case(
@@ -198,7 +197,88 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
-# Crashers whose cure lies in the pass itself (controller/, store/actual.py, store/apply.py,
-# reconcile/plan.py), which is being refactored: the coordinator turns these on after it.
-# Each names what still goes wrong today.
-PASS_LEVEL_PENDING: dict[str, str] = {}
+# Crashers whose cure lies in the pass itself (controller/manual.py, controller/inputs.py,
+# controller/reconcile_pass.py, controller/report_view.py, reconcile/plan.py), which is being
+# refactored. Each is a whole dump (the pass does not get as far as a per-pod verdict) and
+# what still goes wrong today; tests/fuzz/test_corpus.py checks that it still does, so the
+# coordinator sees the day it is fixed and moves it into CASES with its expected report.
+
+
+@dataclass(frozen=True)
+class PendingCase:
+    """A dump that still breaks the pass, and the symptom it shows today (a stderr fragment)."""
+
+    name: str
+    dump: Callable[[list[JSON]], Any]  # clean pods -> the whole dump (a document, or its JSON text)
+    symptom: str
+    cure: str
+
+
+def _with_items(extra: list[Any]) -> Callable[[list[JSON]], Any]:
+    return lambda pods: {"apiVersion": "v1", "kind": "List", "items": [*pods, *extra]}
+
+
+def _pod_with(mutate: Callable[[JSON], None]) -> Callable[[list[JSON]], Any]:
+    def dump(pods: list[JSON]) -> Any:
+        victim = json.loads(json.dumps(pods[-1]))
+        victim["metadata"]["name"] += "-victim"
+        mutate(victim)
+        return {"apiVersion": "v1", "kind": "List", "items": [*pods, victim]}
+
+    return dump
+
+
+PENDING_CASES: tuple[PendingCase, ...] = (
+    PendingCase(
+        "labels_not_a_map",
+        _pod_with(_metadata("labels", ["a"])),
+        "AttributeError",
+        "manual.read_file and inputs.pod_node_id call .get on metadata.labels/annotations "
+        "unchecked: the whole pass ends in a traceback; should be a malformed_pod error for that pod",
+    ),
+    PendingCase(
+        "annotations_not_a_map",
+        _pod_with(_metadata("annotations", "x")),
+        "AttributeError",
+        "inputs.pod_node_id: annotations.get on a string; should be a malformed_pod error",
+    ),
+    PendingCase(
+        "deep_json_in_the_dump",
+        lambda pods: json.dumps(_pod_with(_set(("spec", "x"), "DEEP"))(pods)).replace(
+            '"DEEP"', "[" * 990 + "]" * 990
+        ),
+        "RecursionError",
+        "manual.read_file json.load catches ValueError only; parse with reconcile.jsontext "
+        "(or catch RecursionError): one 'error:' line and exit 2, or that pod's error",
+    ),
+    PendingCase(
+        "dump_not_a_list",
+        lambda pods: pods,
+        "",
+        "a JSON array is 'not a Kubernetes List': already exit 2 (kept as a check)",
+    ),
+    PendingCase(
+        "kind_not_a_string",
+        _with_items([{"kind": 5, "metadata": {"name": "k", "namespace": "x"}}]),
+        "",
+        "manual.read_file drops items whose kind is not a string (or unknown) without a word; "
+        "should count and report them",
+    ),
+    PendingCase(
+        "duplicate_node_id",
+        lambda pods: {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                *pods,
+                {
+                    **json.loads(json.dumps(pods[-1])),
+                    "metadata": {**pods[-1]["metadata"], "name": pods[-1]["metadata"]["name"] + "-twin"},
+                },
+            ],
+        },
+        "",
+        "two pods of one workflow claiming one node id: one gets no record, no error, exit 0 "
+        "(reconcile_pass.desired_steps keys steps by execution key and drops the first)",
+    ),
+)
