@@ -71,13 +71,7 @@ def test_slimming_drops_what_the_pass_never_reads(shared_dir: Path) -> None:
     slimmed = [slim_pod(p) for p in pods]
     for pod in slimmed:
         assert set(pod["metadata"]) <= {
-            "name",
-            "namespace",
-            "uid",
-            "resourceVersion",
-            "labels",
-            "annotations",
-            "ownerReferences",
+            "name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences"
         }
         assert pod["status"].keys() <= {"phase"}
         # Argo 3.5 repeats the template on every container: one string is kept.

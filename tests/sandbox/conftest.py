@@ -63,9 +63,8 @@ def coord(api_client: client.ApiClient) -> client.CoordinationV1Api:
     return client.CoordinationV1Api(api_client)
 
 
-def pod(
-    name: str, namespace: str = "default", labels: dict[str, str] | None = None, **extra: Any
-) -> dict[str, Any]:
+def pod(name: str, namespace: str = "default", labels: dict[str, str] | None = None,
+        **extra: Any) -> dict[str, Any]:
     """A minimal pod manifest."""
     body: dict[str, Any] = {
         "apiVersion": "v1",
@@ -83,18 +82,19 @@ def kubectl(kubeconfig: Path, tmp_path: Path) -> KubectlRunner:
     """Run ``kubectl --kubeconfig <api> ARGS...``; returns the CompletedProcess."""
     binary = shutil.which("kubectl")
     if binary is None:
-        pytest.fail("kubectl is not on PATH (install the Debian package kubernetes-client)", pytrace=False)
+        pytest.fail("kubectl is not on PATH (install the Debian package kubernetes-client)",
+                    pytrace=False)
 
     def run(*args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [binary, "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "kcache"), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            [binary, "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "kcache"),
+             *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
+            )
         return proc
 
     return run

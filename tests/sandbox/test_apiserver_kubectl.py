@@ -47,9 +47,8 @@ def test_label_pod(api: ApiServer, kubectl: KubectlRunner) -> None:
 
 def test_annotate_pod(api: ApiServer, kubectl: KubectlRunner) -> None:
     _seed(api)
-    kubectl(
-        "annotate", "pod", "p1", "-n", "kubeflow", "pipelines.kubeflow.org/metadata_output_artifact_ids=[1,2]"
-    )
+    kubectl("annotate", "pod", "p1", "-n", "kubeflow",
+            'pipelines.kubeflow.org/metadata_output_artifact_ids=[1,2]')
     ann = api.store.get("pods", "kubeflow", "p1")["metadata"]["annotations"]
     assert ann == {"pipelines.kubeflow.org/metadata_output_artifact_ids": "[1,2]"}
 
@@ -57,30 +56,12 @@ def test_annotate_pod(api: ApiServer, kubectl: KubectlRunner) -> None:
 def test_patch_pod_merge(api: ApiServer, kubectl: KubectlRunner) -> None:
     _seed(api)
     api.reset_counts()
-    kubectl(
-        "patch",
-        "pod",
-        "p2",
-        "-n",
-        "kubeflow",
-        "--type",
-        "merge",
-        "-p",
-        '{"metadata":{"labels":{"app":null,"x":"1"}}}',
-    )
+    kubectl("patch", "pod", "p2", "-n", "kubeflow", "--type", "merge", "-p",
+            '{"metadata":{"labels":{"app":null,"x":"1"}}}')
     assert api.store.get("pods", "kubeflow", "p2")["metadata"]["labels"] == {"x": "1"}
     assert api.count("patch", "pods") == 1
-    kubectl(
-        "patch",
-        "pod",
-        "p2",
-        "-n",
-        "kubeflow",
-        "--type",
-        "json",
-        "-p",
-        '[{"op":"add","path":"/metadata/labels/y","value":"2"}]',
-    )
+    kubectl("patch", "pod", "p2", "-n", "kubeflow", "--type", "json", "-p",
+            '[{"op":"add","path":"/metadata/labels/y","value":"2"}]')
     assert api.store.get("pods", "kubeflow", "p2")["metadata"]["labels"] == {"x": "1", "y": "2"}
 
 
@@ -89,24 +70,10 @@ def test_get_pods_watch(api: ApiServer, kubeconfig: Path, tmp_path: Path) -> Non
     binary = shutil.which("kubectl")
     assert binary, "kubectl is not on PATH"
     proc = subprocess.Popen(
-        [
-            binary,
-            "--kubeconfig",
-            str(kubeconfig),
-            "--cache-dir",
-            str(tmp_path / "kcache"),
-            "get",
-            "pods",
-            "-n",
-            "kubeflow",
-            "-l",
-            "app=a",
-            "--watch",
-            "--request-timeout=30s",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [binary, "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "kcache"),
+         "get", "pods", "-n", "kubeflow", "-l", "app=a",
+         "--watch", "--request-timeout=30s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -132,18 +99,13 @@ def test_get_pods_watch(api: ApiServer, kubeconfig: Path, tmp_path: Path) -> Non
 
 
 def test_get_workflows(api: ApiServer, kubectl: KubectlRunner) -> None:
-    api.store.create(
-        "workflows",
-        {
-            "metadata": {"name": "demo-x7k2p", "namespace": "kubeflow"},
-            "spec": {},
-            "status": {"phase": "Running"},
-        },
-    )
+    api.store.create("workflows", {"metadata": {"name": "demo-x7k2p", "namespace": "kubeflow"},
+                                   "spec": {}, "status": {"phase": "Running"}})
     out = kubectl("get", "workflows.argoproj.io", "-n", "kubeflow").stdout.splitlines()
     assert out[0].split() == ["NAME", "STATUS", "AGE"]
     assert out[1].split()[:2] == ["demo-x7k2p", "Running"]
     names = kubectl("get", "wf", "-A", "-o", "name").stdout.split()
     assert names == ["workflow.argoproj.io/demo-x7k2p"]
-    doc = json.loads(kubectl("get", "workflow", "demo-x7k2p", "-n", "kubeflow", "-o", "json").stdout)
+    doc = json.loads(kubectl("get", "workflow", "demo-x7k2p", "-n", "kubeflow", "-o",
+                             "json").stdout)
     assert doc["kind"] == "Workflow" and doc["status"]["phase"] == "Running"

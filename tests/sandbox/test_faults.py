@@ -20,12 +20,8 @@ from .conftest import pod
 
 def admin(api: ApiServer, body: dict[str, Any]) -> dict[str, Any]:
     """POST one action to the emulator's fault endpoint."""
-    req = urllib.request.Request(
-        f"{api.url}/_sandbox/faults",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+    req = urllib.request.Request(f"{api.url}/_sandbox/faults", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -47,9 +43,8 @@ def test_fail_next_500(api: ApiServer, v1: client.CoreV1Api) -> None:
 
 def test_429_with_retry_after(api: ApiServer, v1: client.CoreV1Api) -> None:
     api.fail_next(1, status=429, verb="list", resource="pods", retry_after=1)
-    req = urllib.request.Request(
-        f"{api.url}/api/v1/namespaces/ns/pods", headers={"Authorization": f"Bearer {api.token_for(None)}"}
-    )
+    req = urllib.request.Request(f"{api.url}/api/v1/namespaces/ns/pods",
+                                 headers={"Authorization": f"Bearer {api.token_for(None)}"})
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 429 and exc.value.headers["Retry-After"] == "1"
@@ -78,7 +73,8 @@ def test_503_over_admin_endpoint(api: ApiServer, custom: client.CustomObjectsApi
         custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "ns", "workflows")
     assert exc.value.status == 503
     assert json.loads(exc.value.body)["reason"] == "ServiceUnavailable"
-    assert custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "ns", "workflows")["items"] == []
+    assert custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "ns",
+                                                "workflows")["items"] == []
     admin(api, {"action": "fail", "status": 500, "count": None})
     with pytest.raises(client.ApiException):
         custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "ns", "workflows")
@@ -131,7 +127,8 @@ def test_hang_times_out_then_serves(api: ApiServer, v1: client.CoreV1Api) -> Non
     assert v1.read_namespaced_pod("a", "ns").metadata.name == "a"
 
 
-def test_cut_watches(api: ApiServer, v1: client.CoreV1Api, custom: client.CustomObjectsApi) -> None:
+def test_cut_watches(api: ApiServer, v1: client.CoreV1Api, custom: client.CustomObjectsApi
+                     ) -> None:
     ended = threading.Event()
     seen: list[str] = []
 
@@ -141,9 +138,8 @@ def test_cut_watches(api: ApiServer, v1: client.CoreV1Api, custom: client.Custom
         ended.set()
 
     threading.Thread(target=pods, daemon=True).start()
-    resp = custom.list_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", "ns", "workflows", watch=True, _preload_content=False
-    )
+    resp = custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "ns", "workflows",
+                                                watch=True, _preload_content=False)
     assert api.wait_for_watches(2, timeout=10)
     assert admin(api, {"action": "cut-watches"}) == {"cut": 2}
     assert ended.wait(10)
@@ -161,12 +157,14 @@ def test_compact_forces_410(api: ApiServer, v1: client.CoreV1Api) -> None:
     new_rv = admin(api, {"action": "compact"})["resourceVersion"]
     assert int(new_rv) > int(rv)
     with pytest.raises(client.ApiException) as exc:
-        list(watch.Watch().stream(v1.list_namespaced_pod, "ns", resource_version=rv, timeout_seconds=5))
+        list(watch.Watch().stream(v1.list_namespaced_pod, "ns", resource_version=rv,
+                                  timeout_seconds=5))
     assert exc.value.status == 410
     # relisting gives an RV that can be watched from
     rv2 = v1.list_namespaced_pod("ns").metadata.resource_version
     v1.create_namespaced_pod("ns", pod("b", "ns"))
-    events = list(watch.Watch().stream(v1.list_namespaced_pod, "ns", resource_version=rv2, timeout_seconds=1))
+    events = list(watch.Watch().stream(v1.list_namespaced_pod, "ns", resource_version=rv2,
+                                       timeout_seconds=1))
     assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", "b")]
 
 

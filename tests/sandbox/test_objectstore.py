@@ -109,20 +109,12 @@ def test_patch_kinds_and_conflicts(store: ObjectStore) -> None:
     rv = p["metadata"]["resourceVersion"]
     p = store.patch("pods", "default", "a", {"metadata": {"labels": {"y": "2", "x": None}}})
     assert p["metadata"]["labels"] == {"y": "2"}
-    p = store.patch(
-        "pods", "default", "a", {"spec": {"containers": [{"name": "main", "image": "new"}]}}, "strategic"
-    )
+    p = store.patch("pods", "default", "a",
+                    {"spec": {"containers": [{"name": "main", "image": "new"}]}}, "strategic")
     assert p["spec"]["containers"] == [{"name": "main", "image": "new"}]
-    p = store.patch(
-        "pods",
-        "default",
-        "a",
-        [
-            {"op": "add", "path": "/metadata/annotations", "value": {"k/v": "1"}},
-            {"op": "test", "path": "/metadata/labels/y", "value": "2"},
-        ],
-        "json",
-    )
+    p = store.patch("pods", "default", "a",
+                    [{"op": "add", "path": "/metadata/annotations", "value": {"k/v": "1"}},
+                     {"op": "test", "path": "/metadata/labels/y", "value": "2"}], "json")
     assert p["metadata"]["annotations"] == {"k/v": "1"}
     for bad in ({"metadata": {"resourceVersion": rv, "labels": {"z": "1"}}},):
         with pytest.raises(ClusterError) as e:
@@ -158,16 +150,11 @@ def test_merge_patches_leave_earlier_versions_and_untouched_parts_alone(store: O
 
 def test_patch_algorithms() -> None:
     assert merge_patch({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": None}, "l": [2]}) == {
-        "a": {"c": 2},
-        "l": [2],
-    }
-    doc = {
-        "spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]},
-        "m": {"x": {"y": 1}},
-    }
-    out = strategic_merge_patch(
-        doc, {"spec": {"containers": [{"name": "b", "image": "3"}]}, "m": {"$patch": "replace", "z": 1}}
-    )
+        "a": {"c": 2}, "l": [2]}
+    doc = {"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]},
+           "m": {"x": {"y": 1}}}
+    out = strategic_merge_patch(doc, {"spec": {"containers": [{"name": "b", "image": "3"}]},
+                                      "m": {"$patch": "replace", "z": 1}})
     assert out["spec"]["containers"][1] == {"name": "b", "image": "3"}
     assert out["m"] == {"z": 1}
     ops = [

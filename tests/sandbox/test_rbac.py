@@ -91,12 +91,10 @@ def test_rbac_allows_and_forbids(api: ApiServer, tmp_path: Path, v1: client.Core
     assert [p.metadata.name for p in sa.list_pod_for_all_namespaces().items] == ["p"]
     assert sa.patch_namespaced_pod("p", "kubeflow", {"metadata": {"labels": {"x": "1"}}})
     custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "kubeflow", "workflows")
-    sa.create_namespaced_event(
-        "kubeflow", {"metadata": {"name": "e"}, "reason": "R", "involvedObject": {"kind": "Pod", "name": "p"}}
-    )
-    coord.create_namespaced_lease(
-        "kubeflow", {"metadata": {"name": "metadata-reconciler"}, "spec": {"holderIdentity": "me"}}
-    )
+    sa.create_namespaced_event("kubeflow", {"metadata": {"name": "e"}, "reason": "R",
+                                            "involvedObject": {"kind": "Pod", "name": "p"}})
+    coord.create_namespaced_lease("kubeflow", {"metadata": {"name": "metadata-reconciler"},
+                                               "spec": {"holderIdentity": "me"}})
     lease = coord.read_namespaced_lease("metadata-reconciler", "kubeflow")
     coord.replace_namespaced_lease("metadata-reconciler", "kubeflow", lease)
 
@@ -104,28 +102,21 @@ def test_rbac_allows_and_forbids(api: ApiServer, tmp_path: Path, v1: client.Core
     body = _forbidden(lambda: sa.delete_namespaced_pod("p", "kubeflow"))
     assert body["message"] == (
         f'pods "p" is forbidden: User "{SA}" cannot delete resource "pods" in API group "" '
-        'in the namespace "kubeflow"'
-    )
+        'in the namespace "kubeflow"')
     assert body["details"] == {"name": "p", "kind": "pods"}
-    _forbidden(lambda: sa.patch_namespaced_pod_status("p", "kubeflow", {"status": {"phase": "Failed"}}))
-    _forbidden(
-        lambda: custom.create_namespaced_custom_object(
-            "argoproj.io", "v1alpha1", "kubeflow", "workflowtaskresults", {"metadata": {"name": "r"}}
-        )
-    )
+    _forbidden(lambda: sa.patch_namespaced_pod_status("p", "kubeflow",
+                                                      {"status": {"phase": "Failed"}}))
+    _forbidden(lambda: custom.create_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", "kubeflow", "workflowtaskresults",
+        {"metadata": {"name": "r"}}))
     _forbidden(lambda: coord.read_namespaced_lease("other", "kubeflow"))
     _forbidden(lambda: coord.create_namespaced_lease("default", {"metadata": {"name": "x"}}))
     _forbidden(lambda: sa.list_namespaced_config_map("kubeflow"))
 
     denied = api.denied
     assert [(d["verb"], d["resource"], d["subresource"]) for d in denied] == [
-        ("delete", "pods", ""),
-        ("patch", "pods", "status"),
-        ("create", "workflowtaskresults", ""),
-        ("get", "leases", ""),
-        ("create", "leases", ""),
-        ("list", "configmaps", ""),
-    ]
+        ("delete", "pods", ""), ("patch", "pods", "status"), ("create", "workflowtaskresults", ""),
+        ("get", "leases", ""), ("create", "leases", ""), ("list", "configmaps", "")]
     assert all(d["user"] == SA for d in denied)
 
     # a caller with no binding gets nothing; discovery stays open
@@ -141,8 +132,7 @@ def test_rbac_allows_and_forbids(api: ApiServer, tmp_path: Path, v1: client.Core
 def test_rules_without_bindings_apply_to_everyone(api: ApiServer, tmp_path: Path) -> None:
     api.load_rbac(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r}\n"
-        "rules:\n- {apiGroups: ['*'], resources: ['pods', 'pods/*'], verbs: ['get', 'list']}\n"
-    )
+        "rules:\n- {apiGroups: ['*'], resources: ['pods', 'pods/*'], verbs: ['get', 'list']}\n")
     v1 = client.CoreV1Api(make_client(api.write_kubeconfig(tmp_path / "k", user="anyone")))
     assert v1.list_namespaced_pod("default").items == []
     _forbidden(lambda: v1.create_namespaced_pod("default", pod("p")))

@@ -61,9 +61,8 @@ def pod_template(pod: dict[str, Any], profile: ArgoProfile) -> dict[str, Any]:
     """The Argo template of a pod, from wherever the profile puts it (§4)."""
     if profile.template_annotation:
         return json.loads(pod["metadata"]["annotations"][WF + "template"])
-    source = (
-        pod["spec"]["initContainers"][0] if profile.template_env == "init" else pod["spec"]["containers"][0]
-    )
+    source = pod["spec"]["initContainers"][0] if profile.template_env == "init" else \
+        pod["spec"]["containers"][0]
     return json.loads(env_of(source)["ARGO_TEMPLATE"])
 
 
@@ -89,16 +88,9 @@ def check_pod(pod: dict[str, Any], result: SimulationResult, *, completed: bool 
         assert WF + "template" not in ann
         assert ann["kubectl.kubernetes.io/default-container"] == "main"
     # ownerReferences to the Workflow
-    assert meta["ownerReferences"] == [
-        {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Workflow",
-            "name": wf_name,
-            "uid": wf["metadata"]["uid"],
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
+    assert meta["ownerReferences"] == [{
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": wf_name,
+        "uid": wf["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
     # §1 naming
     node = result.nodes[nid]
     if prof.pod_name_format == "v1":
@@ -141,9 +133,8 @@ def _resource_templates(wf: dict[str, Any]) -> frozenset[str]:
     return frozenset(t["name"] for t in wf["spec"]["templates"] if "resource" in t)
 
 
-def check_template(
-    t: dict[str, Any], pod: dict[str, Any], node: dict[str, Any], result: SimulationResult
-) -> None:
+def check_template(t: dict[str, Any], pod: dict[str, Any], node: dict[str, Any],
+                   result: SimulationResult) -> None:
     """ARGO_TEMPLATE content (§4)."""
     prof = result.profile
     assert t["name"] == node["templateName"]
@@ -176,10 +167,13 @@ def test_fnv32a_node_id_and_pod_name_match_the_anatomy_example() -> None:
     assert fnv32a("demo-x7k2p.consume") == 3498877707
     assert node_id("demo-x7k2p", "demo-x7k2p.consume") == "demo-x7k2p-3498877707"
     assert node_id("demo-x7k2p", "demo-x7k2p") == "demo-x7k2p"
-    assert pod_name("demo-x7k2p", "demo-x7k2p.consume", "consume", "v2") == "demo-x7k2p-consume-3498877707"
-    assert pod_name("demo-x7k2p", "demo-x7k2p.consume", "consume", "v1") == "demo-x7k2p-3498877707"
+    assert pod_name("demo-x7k2p", "demo-x7k2p.consume", "consume", "v2") == \
+        "demo-x7k2p-consume-3498877707"
+    assert pod_name("demo-x7k2p", "demo-x7k2p.consume", "consume", "v1") == \
+        "demo-x7k2p-3498877707"
     # the producer key in the §4 example
-    assert pod_name("demo-x7k2p", "demo-x7k2p.produce", "produce") == "demo-x7k2p-produce-534046229"
+    assert pod_name("demo-x7k2p", "demo-x7k2p.produce", "produce") == \
+        "demo-x7k2p-produce-534046229"
 
 
 def test_v2_pod_name_prefix_is_truncated_to_242() -> None:
@@ -188,7 +182,8 @@ def test_v2_pod_name_prefix_is_truncated_to_242() -> None:
     prefix, digits = name.rsplit("-", 1)
     assert len(prefix) == 242
     assert int(digits) == fnv32a(f"{wf}.t")
-    assert pod_name("wf", "wf.x", "", "v2", empty_template_gives_wf=True) == f"wf-{fnv32a('wf.x')}"
+    assert pod_name("wf", "wf.x", "", "v2", empty_template_gives_wf=True) == \
+        f"wf-{fnv32a('wf.x')}"
 
 
 def test_profiles_and_overrides() -> None:
@@ -219,14 +214,12 @@ def test_when_expressions() -> None:
 def test_every_fixture_runs_to_completion(name: str, profile: str) -> None:
     result = simulate(fixture(name), profile, seed=7)
     assert result.phase == "Succeeded", [
-        (n["name"], n.get("message")) for n in result.nodes.values() if n["phase"] != "Succeeded"
-    ]
+        (n["name"], n.get("message")) for n in result.nodes.values() if n["phase"] != "Succeeded"]
     wf = result.workflow
     assert wf["metadata"]["labels"][WF + "completed"] == "true"
     assert wf["metadata"]["labels"][WF + "phase"] == "Succeeded"
-    assert wf["metadata"].get("annotations", {}).get(WF + "pod-name-format") == (
-        "v2" if profile in ("3.5", "3.6") else None
-    )
+    assert (wf["metadata"].get("annotations", {}).get(WF + "pod-name-format")
+            == ("v2" if profile in ("3.5", "3.6") else None))
     status = wf["status"]
     assert status["artifactRepositoryRef"]["artifactRepository"]["s3"]["bucket"] == "mlpipeline"
     assert status["artifactRepositoryRef"]["default"] is True
@@ -241,8 +234,7 @@ def test_every_fixture_runs_to_completion(name: str, profile: str) -> None:
         for a in node["outputs"].get("artifacts", []):
             assert set(a["s3"]) == {"key"}
         if "resource" not in json.dumps(
-            [t for t in wf["spec"]["templates"] if t["name"] == node["templateName"]]
-        ):
+                [t for t in wf["spec"]["templates"] if t["name"] == node["templateName"]]):
             assert node["outputs"]["artifacts"][-1]["name"] == "main-logs"
     for pod in result.pods:
         check_pod(pod, result)
@@ -256,25 +248,20 @@ def test_input_artifact_is_the_producers_output_with_consumer_name_and_path(prof
     nodes = {n["displayName"]: n for n in result.nodes.values()}
     produced = {a["name"]: a for a in nodes["preprocess"]["outputs"]["artifacts"]}
     out = produced["preprocess-output_dataset_one"]
-    pre_pod = next(
-        p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"] == f"{wf_name}.preprocess"
-    )
-    assert out["s3"]["key"].endswith(f"/{pre_pod['metadata']['name']}/preprocess-output_dataset_one.tgz")
+    pre_pod = next(p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"]
+                   == f"{wf_name}.preprocess")
+    assert out["s3"]["key"].endswith(f"/{pre_pod['metadata']['name']}/"
+                                     "preprocess-output_dataset_one.tgz")
     assert out["path"] == "/tmp/outputs/output_dataset_one/data"
     # value output also reported as a parameter, read from the same file (§5)
     params = nodes["preprocess"]["outputs"]["parameters"]
     assert params[0]["valueFrom"] == {"path": "/tmp/outputs/output_parameter_one/data"}
-    train_pod = next(
-        p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"] == f"{wf_name}.train-op"
-    )
+    train_pod = next(p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"]
+                     == f"{wf_name}.train-op")
     t = pod_template(train_pod, result.profile)
-    assert t["inputs"]["artifacts"] == [
-        {
-            "name": "preprocess-output_dataset_one",
-            "path": "/tmp/inputs/dataset/data",
-            "s3": {"key": out["s3"]["key"]},
-        }
-    ]
+    assert t["inputs"]["artifacts"] == [{
+        "name": "preprocess-output_dataset_one", "path": "/tmp/inputs/dataset/data",
+        "s3": {"key": out["s3"]["key"]}}]
     assert nodes["train-op"]["inputs"]["artifacts"] == t["inputs"]["artifacts"]
     arg_params = json.loads(train_pod["metadata"]["annotations"][KFP + "arguments.parameters"])
     assert arg_params == {"num_steps": params[0]["value"]}
@@ -329,15 +316,8 @@ def test_emissary_main_command_and_env() -> None:
     result = simulate(fixture("core__hello_world.yaml"), "3.5")
     (pod,) = result.pods
     wait, main = pod["spec"]["containers"]
-    assert main["command"][:7] == [
-        "/var/run/argo/argoexec",
-        "emissary",
-        "--loglevel",
-        "info",
-        "--log-format",
-        "text",
-        "--",
-    ]
+    assert main["command"][:7] == ["/var/run/argo/argoexec", "emissary", "--loglevel", "info",
+                                   "--log-format", "text", "--"]
     wenv, menv = env_of(wait), env_of(main)
     assert wenv["ARGO_WORKFLOW_UID"] == result.workflow["metadata"]["uid"]
     assert "ARGO_POD_NAME" in wenv and "ARGO_POD_NAME" not in menv
@@ -362,30 +342,22 @@ def test_3_5_taskresult_lifecycle() -> None:
     early, final = versions
     nid = result.pods[0]["metadata"]["annotations"][WF + "node-id"]
     assert early["metadata"]["name"] == final["metadata"]["name"] == nid
-    assert early["metadata"]["labels"] == {
-        WF + "workflow": result.name,
-        WF + "report-outputs-completed": "false",
-    }
+    assert early["metadata"]["labels"] == {WF + "workflow": result.name,
+                                           WF + "report-outputs-completed": "false"}
     assert "outputs" not in early
     assert final["metadata"]["labels"][WF + "report-outputs-completed"] == "true"
-    assert final["metadata"]["ownerReferences"] == [
-        {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Workflow",
-            "name": result.name,
-            "uid": result.workflow["metadata"]["uid"],
-        }
-    ]
+    assert final["metadata"]["ownerReferences"] == [{
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": result.name,
+        "uid": result.workflow["metadata"]["uid"]}]
     assert final["outputs"]["artifacts"][-1]["name"] == "main-logs"
     assert result.taskresults == []
     # the outputs are visible while the pod still runs
     (ev,) = result.outputs_log
     assert ev.channel == "taskresult" and ev.node_id == nid
     running_with_results = [
-        s
-        for s in result.snapshots
-        if s.taskresults and "outputs" in s.taskresults[0] and s.pods[0]["status"]["phase"] == "Running"
-    ]
+        s for s in result.snapshots
+        if s.taskresults and "outputs" in s.taskresults[0]
+        and s.pods[0]["status"]["phase"] == "Running"]
     assert running_with_results
     for snap in result.snapshots:
         for pod in snap.pods:
@@ -419,21 +391,11 @@ def test_outputs_annotation_profiles_never_write_taskresults(profile: Any) -> No
 def test_snapshots_show_each_intermediate_pod_state() -> None:
     result = simulate(fixture("core__hello_world.yaml"), "3.3", snapshots=True)
     (versions,) = result.pod_versions().values()
-    states = [
-        (
-            v["status"]["phase"],
-            WF + "outputs" in v["metadata"]["annotations"],
-            v["metadata"]["labels"][WF + "completed"],
-        )
-        for v in versions
-    ]
-    assert states == [
-        ("Pending", False, "false"),
-        ("Running", False, "false"),
-        ("Running", True, "false"),
-        ("Succeeded", True, "false"),
-        ("Succeeded", True, "true"),
-    ]
+    states = [(v["status"]["phase"], WF + "outputs" in v["metadata"]["annotations"],
+               v["metadata"]["labels"][WF + "completed"]) for v in versions]
+    assert states == [("Pending", False, "false"), ("Running", False, "false"),
+                      ("Running", True, "false"), ("Succeeded", True, "false"),
+                      ("Succeeded", True, "true")]
 
 
 def test_completed_label_only_after_the_node_is_persisted_fulfilled() -> None:
@@ -449,12 +411,8 @@ def test_completed_label_only_after_the_node_is_persisted_fulfilled() -> None:
 
 # ----------------------------------------------------------------------------- podGC
 def _ever_labelled(result: SimulationResult) -> set[str]:
-    return {
-        p["metadata"]["name"]
-        for s in result.snapshots
-        for p in s.pods
-        if p["metadata"]["labels"][WF + "completed"] == "true"
-    }
+    return {p["metadata"]["name"] for s in result.snapshots for p in s.pods
+            if p["metadata"]["labels"][WF + "completed"] == "true"}
 
 
 def test_pod_gc_unset_labels_every_pod() -> None:
@@ -464,16 +422,16 @@ def test_pod_gc_unset_labels_every_pod() -> None:
 
 
 def test_pod_gc_on_pod_completion_deletes_without_labelling() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5", pod_gc="OnPodCompletion", snapshots=True)
+    result = simulate(fixture("test__two_step.yaml"), "3.5", pod_gc="OnPodCompletion",
+                      snapshots=True)
     assert result.pods == []
     assert _ever_labelled(result) == set()
     assert len(result.pod_versions()) == 2
 
 
 def test_pod_gc_on_pod_success_keeps_failed_pods_labelled() -> None:
-    result = simulate(
-        fixture("testdata__timeout.yaml"), "3.5", pod_gc="OnPodSuccess", fail={"random-failure": 1}
-    )
+    result = simulate(fixture("testdata__timeout.yaml"), "3.5", pod_gc="OnPodSuccess",
+                      fail={"random-failure": 1})
     assert result.phase == "Failed"
     (pod,) = result.pods
     assert pod["status"]["phase"] == "Failed"
@@ -483,7 +441,8 @@ def test_pod_gc_on_pod_success_keeps_failed_pods_labelled() -> None:
 
 
 def test_pod_gc_on_workflow_completion_never_labels() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5", pod_gc="OnWorkflowCompletion", snapshots=True)
+    result = simulate(fixture("test__two_step.yaml"), "3.5", pod_gc="OnWorkflowCompletion",
+                      snapshots=True)
     assert result.pods == []
     assert _ever_labelled(result) == set()
     # pods lived until the workflow completed
@@ -491,13 +450,8 @@ def test_pod_gc_on_workflow_completion_never_labels() -> None:
 
 
 def test_pod_gc_on_workflow_success_labels_when_the_workflow_failed() -> None:
-    result = simulate(
-        fixture("testdata__timeout.yaml"),
-        "3.5",
-        pod_gc="OnWorkflowSuccess",
-        fail={"random-failure": 1},
-        snapshots=True,
-    )
+    result = simulate(fixture("testdata__timeout.yaml"), "3.5", pod_gc="OnWorkflowSuccess",
+                      fail={"random-failure": 1}, snapshots=True)
     assert result.phase == "Failed"
     assert len(result.pods) == 2
     assert all(p["metadata"]["labels"][WF + "completed"] == "true" for p in result.pods)
@@ -532,8 +486,7 @@ def test_retry_creates_attempt_nodes_and_pods(profile: str) -> None:
     main = next(c for c in pods[a0["name"]]["status"]["containerStatuses"] if c["name"] == "main")
     assert main["state"]["terminated"]["exitCode"] == 1
     assert pods[a1["name"]]["metadata"]["name"] == pod_name(
-        result.name, a1["name"], "random-failure", result.profile.pod_name_format
-    )
+        result.name, a1["name"], "random-failure", result.profile.pod_name_format)
 
 
 def test_random_failures_are_seeded() -> None:
@@ -559,11 +512,8 @@ def test_conditions_skip_with_the_evaluated_expression() -> None:
 
 def test_exactly_one_branch_of_an_if_else_runs() -> None:
     result = simulate(fixture("core__continue_training_from_prod.yaml"), "3.5")
-    cond = {
-        n["displayName"]: n
-        for n in result.nodes.values()
-        if n["displayName"] in ("condition-1", "condition-3")
-    }
+    cond = {n["displayName"]: n for n in result.nodes.values()
+            if n["displayName"] in ("condition-1", "condition-3")}
     assert sorted(n["type"] for n in cond.values()) == ["DAG", "Skipped"]
 
 
@@ -603,11 +553,8 @@ def test_exit_handler_runs_last_with_on_exit_label() -> None:
 
 def test_recursion_is_bounded() -> None:
     result = simulate(fixture("core__train_until_good.yaml"), "3.5")
-    graphs = [
-        n
-        for n in result.nodes.values()
-        if n["templateName"] == "graph-train-until-low-error-1" and n["type"] == "DAG"
-    ]
+    graphs = [n for n in result.nodes.values()
+              if n["templateName"] == "graph-train-until-low-error-1" and n["type"] == "DAG"]
     assert len(graphs) == 2  # recursed once, then the error was small enough
     assert result.phase == "Succeeded"
 
@@ -645,20 +592,15 @@ def test_deterministic_names_and_sim_clock() -> None:
 
 
 # ----------------------------------------------------------------------------- cache webhook
-def _one_step_runs(
-    profile: str, store: ObjectStore, hook: KfpCacheWebhook, execution_id: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _one_step_runs(profile: str, store: ObjectStore, hook: KfpCacheWebhook,
+                   execution_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     sim = Simulator(store, profile, cache=hook, seed=1)
     first = sim.submit(fixture("core__hello_world.yaml"), "kubeflow")
     sim.run_until_complete()
     (pod1,) = store.list("pods", "kubeflow", f"{WF}workflow={first}")
     if execution_id:
-        store.patch(
-            "pods",
-            "kubeflow",
-            pod1["metadata"]["name"],
-            {"metadata": {"labels": {KFP + "metadata_execution_id": execution_id}}},
-        )
+        store.patch("pods", "kubeflow", pod1["metadata"]["name"],
+                    {"metadata": {"labels": {KFP + "metadata_execution_id": execution_id}}})
     second = sim.submit(fixture("core__hello_world.yaml"), "kubeflow")
     sim.run_until_complete()
     (pod2,) = store.list("pods", "kubeflow", f"{WF}workflow={second}")
@@ -763,17 +705,8 @@ def test_generate_load_10000_pods() -> None:
     pods = store.list("pods", "kubeflow", f"{WF}workflow={name}")
     assert len(pods) == 5
     result = SimulationResult(
-        name=name,
-        namespace="kubeflow",
-        profile=ArgoProfile.get("3.5"),
-        workflow=sample,
-        pods=pods,
-        taskresults=[],
-        configmaps=[],
-        steps=0,
-        outputs_log=[],
-        cluster=store,
-    )
+        name=name, namespace="kubeflow", profile=ArgoProfile.get("3.5"), workflow=sample,
+        pods=pods, taskresults=[], configmaps=[], steps=0, outputs_log=[], cluster=store)
     for pod in pods:
         check_pod(pod, result)
     # artifacts are passed step to step
