@@ -1,7 +1,8 @@
 """python -m bench <scenario> [--quick] [--out FILE] [--mlmd sqlite|mysql]
 
 Scenarios: backfill, idle-resync, latency, recovery, scale, all (and
-emulator-list, the emulator's own list benchmark). Each prints one JSON
+emulator-list, the emulator's own list benchmark; fuzz, hostile pods through the CLI:
+`python -m bench fuzz --pods 5000`). Each prints one JSON
 report on stdout and writes it to bench/reports/<scenario>.json (or --out;
 with `all`, --out is a directory).
 """
@@ -22,7 +23,9 @@ from bench.common import REPORTS, Report, write_report
 SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale")
 
 
-def run(name: str, quick: bool, workdir: Path, mlmd: str = "sqlite", plot: Path | None = None) -> Report:
+def run(
+    name: str, quick: bool, workdir: Path, mlmd: str = "sqlite", plot: Path | None = None, pods: int = 5000
+) -> Report:
     """Run one scenario at its full (or quick) size."""
     sizes = s.QUICK if quick else s.FULL
     if name == "backfill":
@@ -35,6 +38,10 @@ def run(name: str, quick: bool, workdir: Path, mlmd: str = "sqlite", plot: Path 
         if quick:
             return s.latency(workdir, workflows=4, steps=5, every_s=0.4)
         return s.latency(workdir, workflows=100, steps=5, every_s=0.5)
+    if name == "fuzz":
+        from bench.fuzz import fuzz
+
+        return fuzz(100 if quick else pods)
     if name == "scale":
         counts = [50, 200] if quick else [1_000, 10_000, 50_000]
         return s.scale(workdir, counts, plot=plot)
@@ -54,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["emulator-list"]:
         return _emulator_list(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all", "fuzz"])
+    parser.add_argument("--pods", type=int, default=5000, help="fuzz: mutated pods to run (default 5000)")
     parser.add_argument("--quick", action="store_true", help="small sizes (what the test suite runs)")
     parser.add_argument("--out", type=Path, help="report file (a directory with `all`)")
     parser.add_argument(
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             plot = args.plot or (None if args.quick else REPORTS / "scale.png")
-            report = run(name, args.quick, Path(tmp), args.mlmd, plot)
+            report = run(name, args.quick, Path(tmp), args.mlmd, plot, args.pods)
         doc = report.to_json()
         doc["parameters"]["quick"] = args.quick
         suffix = "-mysql" if name == "backfill" and args.mlmd == "mysql" else ""

@@ -12,6 +12,11 @@
   own lines.
 * ``json_logs=None``: JSON unless the stream (stderr) is a terminal.
 
+Both formatters pass every record through ``reconcile.redact.redact``: the message,
+every ``extra=`` value (strings inside lists and dicts too; the whole value of a field
+whose name says it is a secret, e.g. ``password``) and the traceback, so no credential
+in any URL or DSN reaches the log, whoever logged it.
+
 Calling it again replaces the handler it installed before (never duplicates it)
 and leaves handlers installed by others (e.g. pytest's) alone.
 """
@@ -21,8 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from typing import Any, TextIO
+
+from reconcile.redact import MASK, redact
+from reconcile.values import printable
 
 # Libraries whose INFO/DEBUG output drowns ours, and the least severe level we let through.
 NOISY_LOGGERS = {"absl": logging.ERROR, "kubernetes": logging.WARNING, "urllib3": logging.WARNING}
@@ -42,8 +51,29 @@ def _timestamp(record: logging.LogRecord) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_SECRET_FIELD = re.compile(r"password|passwd|secret|token|api_?key|credential", re.IGNORECASE)
+
+
+def redacted_value(value: Any) -> Any:
+    """`value` with every string in it (also inside lists, tuples and dicts) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: MASK if _SECRET_FIELD.search(str(k)) else redacted_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redacted_value(v) for v in value]
+    return redact(str(value))
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+    """The record's `extra=` fields, redacted (a field named like a secret is masked whole)."""
+    return {
+        k: MASK if _SECRET_FIELD.search(k) else redacted_value(v)
+        for k, v in vars(record).items()
+        if k not in _RECORD_ATTRS and not k.startswith("_")
+    }
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
@@ -54,7 +84,7 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
         parts.append(record.exc_text)
     if record.stack_info:
         parts.append(formatter.formatStack(record.stack_info))
-    return "\n".join(parts) if parts else None
+    return redact("\n".join(parts)) if parts else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,27 +95,28 @@ class JsonFormatter(logging.Formatter):
             "ts": _timestamp(record),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in _extras(record).items():
             obj.setdefault(key, value)
         exc = _exception_text(self, record)
         if exc is not None:
             obj["exc"] = exc
-        return json.dumps(obj, default=str, ensure_ascii=False)
+        # A lone surrogate (from a hostile pod name) would make the stream's write raise.
+        return printable(json.dumps(obj, default=str, ensure_ascii=False))
 
 
 class HumanFormatter(logging.Formatter):
     """``<ts> <LEVEL> <logger>: <msg> key=value ...``, one line (plus a traceback if any)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
+        msg = redact(record.getMessage()).replace("\r", "\\r").replace("\n", "\\n")
         line = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {msg}"
         extras = _extras(record)
         if extras:
             line += " " + " ".join(f"{k}={_human_value(v)}" for k, v in extras.items())
         exc = _exception_text(self, record)
-        return line if exc is None else f"{line}\n{exc}"
+        return printable(line if exc is None else f"{line}\n{exc}")
 
 
 def _human_value(value: Any) -> str:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
-import gzip
-import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile import conventions as c
 from reconcile.errors import PodError, Reason
+from reconcile.jsontext import MAX_JSON_DEPTH, json_depth_exceeds, parse_json
+from reconcile.values import MAX_NAME_CHARS, checked_text
 
 JSON = dict[str, Any]
 
 TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
 TERMINAL_NODE_PHASES = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
+# Argo compresses `status.nodes` only past ~1 MB (a Workflow is at most etcd's 1.5 MiB object, and
+# compression is about tenfold), so the inflated text is bounded far above a string value.
+MAX_NODES_JSON_BYTES = 64 * 1024 * 1024
 
 
 def fnv32a(text: str) -> int:
@@ -44,19 +48,9 @@ def pod_name_for(workflow_name: str, template_name: str, node_id: str, scheme: s
     return f"{prefix}-{suffix}"
 
 
-def parse_json_text(text: Any, what: str, reason: Reason) -> Any:
-    """json.loads with one clear PodError naming what could not be read."""
-    if not isinstance(text, str):
-        raise PodError(reason, f"{what} is not a string")
-    if len(text.encode("utf-8", "surrogatepass")) > c.MAX_STRING_VALUE_BYTES:
-        raise PodError(
-            Reason.VALUE_TOO_LARGE,
-            f"{what} is {len(text)} characters; the limit is {c.MAX_STRING_VALUE_BYTES} bytes",
-        )
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise PodError(reason, f"{what} is not valid JSON ({exc})") from None
+def parse_json_text(text: Any, what: str, reason: Reason, max_bytes: int = c.MAX_STRING_VALUE_BYTES) -> Any:
+    """JSON read from a pod or Workflow: bounded in size and depth, one clear PodError otherwise."""
+    return parse_json(text, what, reason, max_bytes)
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
@@ -77,6 +71,37 @@ def _list_of_dicts(value: Any, what: str) -> list[JSON]:
     return value
 
 
+def _dict_or_empty(value: Any, what: str) -> JSON:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PodError(Reason.MALFORMED_POD, f"{what} is not an object")
+    return value
+
+
+def _containers(value: Any, what: str) -> list[JSON]:
+    """Containers whose fields the pass reads (name, command, env) have the right types."""
+    containers = _list_of_dicts(value, what)
+    for i, container in enumerate(containers):
+        where = f"{what}[{i}]"
+        if not isinstance(container.get("name", ""), str):
+            raise PodError(Reason.MALFORMED_POD, f"{where}.name is not a string")
+        command = container.get("command")
+        if command is not None and not (
+            isinstance(command, list) and all(isinstance(arg, str) for arg in command)
+        ):
+            raise PodError(Reason.MALFORMED_POD, f"{where}.command is not a list of strings")
+        for var in _list_of_dicts(container.get("env"), f"{where}.env"):
+            if not isinstance(var.get("name"), str):
+                raise PodError(Reason.MALFORMED_POD, f"{where}.env has an entry without a string name")
+    return containers
+
+
+def _identity(value: Any, what: str) -> str:
+    """A string that becomes part of a record's key or name: stored unchanged, or a PodError."""
+    return checked_text(value, what, max_chars=MAX_NAME_CHARS)
+
+
 @dataclass(frozen=True)
 class PodView:
     """The fields of a pod the reconciler reads, validated once."""
@@ -93,38 +118,53 @@ class PodView:
 
     @classmethod
     def from_json(cls, obj: Any) -> PodView:
-        """Validate the shape of a pod as `kubectl get pod -o json` prints it."""
+        """Validate the shape of a pod as `kubectl get pod -o json` prints it.
+
+        Raises PodError, and nothing else, for any input: a wrong type anywhere the pass
+        reads, JSON nested deeper than MAX_JSON_DEPTH, or a name, namespace, workflow
+        label, node id or owner uid that MLMD could not store unchanged.
+        """
         if not isinstance(obj, dict):
             raise PodError(Reason.MALFORMED_POD, "pod is not a JSON object")
+        if json_depth_exceeds(obj):
+            raise PodError(Reason.MALFORMED_POD, f"pod is nested deeper than {MAX_JSON_DEPTH} levels")
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             raise PodError(Reason.MALFORMED_POD, "pod has no metadata")
         name, namespace = meta.get("name"), meta.get("namespace", "default")
         if not isinstance(name, str) or not name or not isinstance(namespace, str):
             raise PodError(Reason.MALFORMED_POD, "pod has no metadata.name/namespace")
+        _identity(name, "metadata.name")
+        _identity(namespace, "metadata.namespace")
         labels = _str_map(meta.get("labels"), "metadata.labels")
         annotations = _str_map(meta.get("annotations"), "metadata.annotations")
         workflow_name = labels.get(c.ARGO_WORKFLOW_LABEL, "")
         if not workflow_name:
             raise PodError(Reason.MALFORMED_POD, f"pod has no {c.ARGO_WORKFLOW_LABEL} label")
+        _identity(workflow_name, f"label {c.ARGO_WORKFLOW_LABEL}")
+        for key in (c.ARGO_NODE_ID_ANNOTATION, c.ARGO_NODE_NAME_ANNOTATION):
+            if key in annotations:
+                checked_text(annotations[key], f"annotation {key}")
         workflow_uid = None
         for ref in _list_of_dicts(meta.get("ownerReferences"), "metadata.ownerReferences"):
             if ref.get("kind") == "Workflow" and isinstance(ref.get("uid"), str):
-                workflow_uid = ref["uid"]
+                workflow_uid = _identity(ref["uid"], "the Workflow ownerReference's uid")
                 break
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+        spec = _dict_or_empty(obj.get("spec"), "spec")
+        status = _dict_or_empty(obj.get("status"), "status")
         phase = status.get("phase", "Pending")
+        if not isinstance(phase, str):
+            raise PodError(Reason.MALFORMED_POD, "status.phase is not a string")
         return cls(
             namespace=namespace,
             name=name,
             labels=labels,
             annotations=annotations,
-            phase=phase if isinstance(phase, str) else "Unknown",
+            phase=phase,
             workflow_name=workflow_name,
             workflow_uid=workflow_uid,
-            containers=_list_of_dicts(spec.get("containers"), "spec.containers"),
-            init_containers=_list_of_dicts(spec.get("initContainers"), "spec.initContainers"),
+            containers=_containers(spec.get("containers"), "spec.containers"),
+            init_containers=_containers(spec.get("initContainers"), "spec.initContainers"),
         )
 
     @property
@@ -157,7 +197,7 @@ def template_of(pod: PodView) -> JSON:
     if text is None:
         for container in [*pod.init_containers, *pod.containers]:
             for env in container.get("env") or []:
-                if not isinstance(env, dict) or env.get("name") != c.ARGO_TEMPLATE_ENV:
+                if env.get("name") != c.ARGO_TEMPLATE_ENV:
                     continue
                 value = env.get("value")
                 if value == c.ARGO_TEMPLATE_OFFLOADED:
@@ -212,7 +252,10 @@ def reported_output_artifacts(
 
 def _taskresult_complete(taskresult: JSON) -> bool:
     # From 3.5.3 a result exists from the start and is flipped to complete at the end.
-    labels = (taskresult.get("metadata") or {}).get("labels") or {}
+    meta = taskresult.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if not isinstance(labels, dict):
+        return True
     return labels.get(c.ARGO_REPORT_OUTPUTS_COMPLETED_LABEL, "true") == "true"
 
 
@@ -229,16 +272,33 @@ def _artifacts_of(outputs: Any, what: str) -> list[JSON]:
 
 def workflow_nodes(workflow: JSON) -> dict[str, JSON]:
     """A Workflow's `status.nodes` by node id, inflating `status.compressedNodes` (gzip+base64)."""
-    status = workflow.get("status") or {}
+    status = workflow.get("status")
+    status = status if isinstance(status, dict) else {}
     nodes = status.get("nodes")
     if not nodes and status.get("compressedNodes"):
-        try:
-            text = gzip.decompress(base64.b64decode(status["compressedNodes"])).decode("utf-8")
-        except (ValueError, OSError) as exc:
-            raise PodError(
-                Reason.MALFORMED_POD, f"status.compressedNodes cannot be inflated ({exc})"
-            ) from None
-        nodes = parse_json_text(text, "status.compressedNodes", Reason.MALFORMED_POD)
+        nodes = parse_json_text(
+            _inflated(status["compressedNodes"]),
+            "status.compressedNodes",
+            Reason.MALFORMED_POD,
+            MAX_NODES_JSON_BYTES,
+        )
     if not isinstance(nodes, dict):
         return {}
     return {k: v for k, v in nodes.items() if isinstance(v, dict)}
+
+
+def _inflated(compressed: Any) -> str:
+    """gzip+base64 text inflated, refusing more than MAX_NODES_JSON_BYTES (a decompression bomb)."""
+    if not isinstance(compressed, str):
+        raise PodError(Reason.MALFORMED_POD, "status.compressedNodes is not a string")
+    try:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+        data = inflater.decompress(base64.b64decode(compressed), MAX_NODES_JSON_BYTES + 1)
+        if len(data) > MAX_NODES_JSON_BYTES:
+            raise PodError(
+                Reason.VALUE_TOO_LARGE,
+                f"status.compressedNodes inflates to more than {MAX_NODES_JSON_BYTES} bytes",
+            )
+        return data.decode("utf-8")
+    except (ValueError, zlib.error) as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise PodError(Reason.MALFORMED_POD, f"status.compressedNodes cannot be inflated ({exc})") from None

@@ -27,10 +27,10 @@ from reconcile.records import (
     DesiredStep,
     ExecutionState,
     Properties,
-    PropertyValue,
     StepRef,
 )
 from reconcile.uris import artifact_uri
+from reconcile.values import MAX_NAME_CHARS, check_step, checked_text, property_value
 
 _POD_PHASE_STATE = {
     "Pending": ExecutionState.NEW,
@@ -43,20 +43,6 @@ _POD_PHASE_STATE = {
 def output_name_to_argo(name: str) -> str:
     """The KFP compiler's sanitisation of an output name into an Argo artifact name."""
     return re.sub("-+", "-", re.sub("[^-_0-9A-Za-z]+", "-", name)).strip("-")
-
-
-def property_value(value: Any, what: str) -> PropertyValue:
-    """Upstream's conversion: int -> int, float -> double, None -> empty, else str()."""
-    if value is None or isinstance(value, int | float):
-        # bool is an int in Python, as it was for the upstream writer.
-        return int(value) if isinstance(value, bool) else value
-    text = value if isinstance(value, str) else str(value)
-    if len(text.encode("utf-8", "surrogatepass")) > c.MAX_STRING_VALUE_BYTES:
-        raise PodError(
-            Reason.VALUE_TOO_LARGE,
-            f"{what} is {len(text)} characters; the limit is {c.MAX_STRING_VALUE_BYTES} bytes",
-        )
-    return text
 
 
 def desired_context(workflow_name: str) -> DesiredContext:
@@ -90,6 +76,7 @@ def _parsed_component(spec_text: str, template_name: str) -> tuple[str, str, dic
     name = spec.get("name") or template_name
     if not isinstance(name, str):
         raise PodError(Reason.MALFORMED_ANNOTATION, f"{where}: name is not a string")
+    checked_text(name, f"{where}: name {name!r}")
     digest = hashlib.sha256(spec_text.encode("utf-8", "surrogatepass")).hexdigest()
     return name, f"{c.EXECUTION_TYPE_PREFIX}{name}@sha256={digest}", spec
 
@@ -116,9 +103,16 @@ def _parameter_arguments(annotations: Mapping[str, str], warnings: list[str]) ->
     if not isinstance(arguments, dict):
         warnings.append(f"{where} is not a JSON object; parameter arguments not recorded")
         return {}
-    return {
-        f"input:{name}": property_value(value, f"parameter {name!r}") for name, value in arguments.items()
-    }
+    properties: Properties = {}
+    for name, value in arguments.items():
+        key = checked_text(f"input:{name}", f"parameter name {name!r}", max_chars=MAX_NAME_CHARS)
+        converted = property_value(value, f"parameter {name!r}")
+        if converted is None:
+            # MLMD aborts on a Value with nothing set; a null is left out (docs/values.md).
+            warnings.append(f"parameter {name!r} is null; left out of the execution's properties")
+            continue
+        properties[key] = converted
+    return properties
 
 
 def _output_types(spec: dict[str, Any]) -> dict[str, str]:
@@ -157,13 +151,20 @@ def _inputs(template: JSON, options: ReconcileOptions) -> tuple[DesiredInput, ..
     artifacts = inputs.get("artifacts") or [] if isinstance(inputs, dict) else None
     if not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts):
         raise PodError(Reason.MALFORMED_TEMPLATE, "template inputs.artifacts is not a list")
-    archive = template.get("archiveLocation")
+    archive = _archive_location(template)
     links = []
     for artifact in artifacts:
         uri = artifact_uri(artifact, archive, options.repository)
         if uri is not None:
             links.append(DesiredInput(name=input_name(artifact), uri=uri))
     return tuple(links)
+
+
+def _archive_location(template: JSON) -> JSON | None:
+    archive = template.get("archiveLocation")
+    if archive is not None and not isinstance(archive, dict):
+        raise PodError(Reason.MALFORMED_TEMPLATE, "template archiveLocation is not an object")
+    return archive
 
 
 def _outputs(
@@ -176,12 +177,14 @@ def _outputs(
     template_name = template.get("name") or ""
     prefix = f"{template_name}-"
     types = _output_types(spec)
-    archive = template.get("archiveLocation")
+    archive = _archive_location(template)
     by_name: dict[str, DesiredArtifact] = {}
     for artifact in artifacts:
         name = artifact["name"]
         if name.startswith(prefix):
             name = name[len(prefix) :]
+        # Checked before it goes into a key (a lone surrogate cannot even be hashed).
+        checked_text(name, f"output artifact name {name!r}", max_chars=MAX_NAME_CHARS)
         uri = artifact_uri(artifact, archive, options.repository)
         if uri is None:
             continue
@@ -232,6 +235,7 @@ def step_from_parts(
     template_name = template.get("name") or ""
     if not isinstance(template_name, str):
         raise PodError(Reason.MALFORMED_TEMPLATE, "template name is not a string")
+    _check_ref(ref)
     component_name, type_name, spec = _component(annotations, template_name)
 
     warnings: list[str] = []
@@ -264,7 +268,7 @@ def step_from_parts(
         custom_properties=custom,
         state=state,
     )
-    return DesiredStep(
+    step = DesiredStep(
         ref=ref,
         context=desired_context(ref.workflow_name),
         execution=execution,
@@ -272,6 +276,18 @@ def step_from_parts(
         outputs=outputs,
         warnings=tuple(warnings),
     )
+    # The one gate on the way into MLMD: every name, key, URI and value (docs/values.md).
+    return check_step(step)
+
+
+def _check_ref(ref: StepRef) -> None:
+    """The parts of a step's keys and names, checked before any key is derived from them."""
+    checked_text(ref.namespace, "namespace", max_chars=MAX_NAME_CHARS)
+    checked_text(ref.workflow_name, "workflow name", max_chars=MAX_NAME_CHARS)
+    checked_text(ref.workflow_uid, "workflow uid", max_chars=MAX_NAME_CHARS)
+    checked_text(ref.node_id, "node id", max_chars=MAX_NAME_CHARS)
+    if ref.pod_name is not None:
+        checked_text(ref.pod_name, "pod name", max_chars=MAX_NAME_CHARS)
 
 
 def desired_step(
@@ -287,6 +303,20 @@ def desired_step(
     `taskresult` and `node` are the step's WorkflowTaskResult and Workflow
     `status.nodes` entry when the caller has them: the other output sources.
     """
+    try:
+        return _desired_step(pod, disposition, options, taskresult, node)
+    except RecursionError:
+        # Input the depth checks let through must still fail only this pod.
+        raise PodError(Reason.MALFORMED_POD, "pod input nests too deep to read") from None
+
+
+def _desired_step(
+    pod: PodView,
+    disposition: Disposition,
+    options: ReconcileOptions,
+    taskresult: JSON | None,
+    node: JSON | None,
+) -> DesiredStep:
     if pod.workflow_uid is None:
         raise PodError(
             Reason.NO_WORKFLOW_OWNER,

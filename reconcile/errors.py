@@ -17,6 +17,8 @@ class Reason(StrEnum):
     UNKNOWN_ARTIFACT_KIND = "unknown_artifact_kind"
     NO_ARTIFACT_REPOSITORY = "no_artifact_repository"
     VALUE_TOO_LARGE = "value_too_large"
+    # A string, name or number MLMD or its SQL backends cannot hold unchanged (docs/values.md).
+    INVALID_VALUE = "invalid_value"
     MLMD_CONFLICT = "mlmd_conflict"
     MLMD_WRITE = "mlmd_write"
 

@@ -15,12 +15,23 @@ from reconcile.records import (
     StoredEvent,
     StoredExecution,
 )
+from reconcile.values import text_problem, value_problem
 
 
-def to_value(value: PropertyValue) -> pb.Value:
-    """int -> int_value, float -> double_value, str -> string_value, None -> empty Value."""
-    if value is None:
-        return pb.Value()
+class UnstorableValueError(ValueError):
+    """A property value that must never reach MLMD (raised before anything is sent)."""
+
+
+def to_value(value: PropertyValue, name: str = "value") -> pb.Value:
+    """int -> int_value, float -> double_value, str -> string_value.
+
+    Raises UnstorableValueError for anything reconcile.values refuses: above all None,
+    which would be a Value with no field set -- MLMD's C++ core aborts the whole process
+    on one. The pure layer never produces these; this is the last line of defence.
+    """
+    problem = value_problem(value)
+    if problem is not None:
+        raise UnstorableValueError(f"property {name!r} {problem}")
     if isinstance(value, int):
         return pb.Value(int_value=value)
     if isinstance(value, float):
@@ -45,9 +56,18 @@ def from_value(value: pb.Value) -> PropertyValue:
 
 
 def fill(target: Mapping[str, pb.Value], values: Properties) -> None:
-    """Copy plain values into a proto map field."""
+    """Copy plain values into a proto map field; UnstorableValueError for one MLMD cannot hold.
+
+    Every value is converted before the map is touched, so a refused value leaves it as it was.
+    """
+    converted = {}
     for key, value in values.items():
-        target[key].CopyFrom(to_value(value))  # type: ignore[index]
+        problem = text_problem(key) if isinstance(key, str) else "is not a string"
+        if problem is not None:
+            raise UnstorableValueError(f"property name {key!r} {problem}")
+        converted[key] = to_value(value, key)
+    for key, proto in converted.items():
+        target[key].CopyFrom(proto)  # type: ignore[index]
 
 
 def _plain(values: Mapping[str, pb.Value]) -> Properties:

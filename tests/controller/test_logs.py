@@ -111,3 +111,43 @@ def test_noisy_libraries_are_quieted() -> None:
 def test_bad_level_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         setup_logging(True, "LOUD", stream=io.StringIO())
+
+
+@pytest.mark.parametrize("json_logs", [True, False])
+def test_credentials_are_redacted_in_every_part_of_a_record(json_logs: bool) -> None:
+    buf = io.StringIO()
+    setup_logging(json_logs, "INFO", stream=buf)
+    log = logging.getLogger("controller.test")
+    log.info(
+        "controller started",
+        extra={
+            "mlmd": "mysql://root:Sup3rS3cret@db:3306/mlmd",
+            "urls": ["mysql//root:Sup3rS3cret@db/x", {"dsn": "host=db password=Sup3rS3cret"}],
+            "mlmd_password": "Sup3rS3cret",
+        },
+    )
+    log.warning("cannot reach mysql//root:Sup3rS3cret@db:3306/x")
+    try:
+        raise ValueError("bad URL root:Sup3rS3cret@db")
+    except ValueError:
+        log.exception("failed")
+    out = buf.getvalue()
+    assert "Sup3rS3cret" not in out
+    assert "db:3306" in out and "root:***@db" in out
+    if json_logs:
+        first = json.loads(out.splitlines()[0])
+        assert first["mlmd"] == "mysql://root:***@db:3306/mlmd"
+        assert first["mlmd_password"] == "***"
+
+
+@pytest.mark.parametrize("json_logs", [True, False])
+def test_a_lone_surrogate_in_a_record_is_escaped_not_a_logging_error(json_logs: bool) -> None:
+    buf = io.BytesIO()
+    stream = io.TextIOWrapper(buf, encoding="utf-8")  # strict: a lone surrogate cannot be written
+    setup_logging(json_logs, "INFO", stream=stream)
+    logging.getLogger("controller.test").error("pod failed", extra={"pod": "p\ud800", "namespace": "n\x00"})
+    stream.flush()
+    line = buf.getvalue().decode("utf-8")
+    assert "pod failed" in line and "\\ud800" in line
+    if json_logs:
+        assert json.loads(line)["pod"] == "p\ud800"
