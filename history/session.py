@@ -112,8 +112,17 @@ class ReadOnlySession:
                 rows = self._conn.execute(sql, tuple(args)).fetchall()
             self._conn.rollback()
         except (pymysql.MySQLError, psycopg.Error, OSError) as exc:
-            raise self._unavailable("a query failed on", exc) from None
+            error = self._unavailable("a query failed on", exc)
+            self._end_failed_transaction()
+            raise error from None
         return rows
+
+    def _end_failed_transaction(self) -> None:
+        # PostgreSQL refuses every later query until a failed transaction is rolled back.
+        try:
+            self._conn.rollback()
+        except (pymysql.MySQLError, psycopg.Error, OSError) as exc:
+            log.debug("rollback on %s: %s", self.url.redacted(), self.url.hide(str(exc)))
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
