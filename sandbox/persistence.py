@@ -70,7 +70,7 @@ def stored_form(workflow: JSON, form: NodesForm) -> JSON:
         raw = json.dumps(nodes, separators=(",", ":")).encode()
         out["status"]["compressedNodes"] = base64.b64encode(gzip.compress(raw, mtime=0)).decode()
     else:
-        # Argo names the stored copy by a hash of the nodes (`fnv:<hash>`).
+        # Argo names the stored copy `fnv:<FNV-1 hash of the nodes' JSON>`; any stable hash serves here.
         out["status"]["offloadNodeStatusVersion"] = f"fnv:{fnv32a(json.dumps(nodes, sort_keys=True))}"
     return out
 
