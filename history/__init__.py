@@ -17,6 +17,7 @@ from history.argo_archive import ArgoArchive, open_argo_archive
 from history.errors import HistoryError, SourceConfigError, SourceLayoutError, SourceUnavailableError
 from history.kfp_db import KfpLayout, KfpRunDatabase, open_kfp_db
 from history.records import RunScope, StoredRun, Unrecoverable
+from history.source import StoredRunSource
 from history.url import DatabaseURL, parse_database_url
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "SourceLayoutError",
     "SourceUnavailableError",
     "StoredRun",
+    "StoredRunSource",
     "Unrecoverable",
     "open_argo_archive",
     "open_kfp_db",

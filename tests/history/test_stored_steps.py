@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from history import RunScope, StoredRun, open_argo_archive, open_kfp_db
+from history import RunScope, StoredRun, StoredRunSource, open_argo_archive, open_kfp_db
 from history.records import ALL_RUNS
 from history.url import DatabaseURL
 from reconcile.argo import PodView, offloaded_nodes_version, pod_name_scheme, workflow_nodes
@@ -71,11 +71,13 @@ def by_key(steps: Iterable[DesiredStep]) -> dict[str, DesiredStep]:
 
 def read_kfp(url: DatabaseURL, scope: RunScope = ALL_RUNS) -> list[StoredRun]:
     with open_kfp_db(url, page_runs=2) as source:
+        assert isinstance(source, StoredRunSource)
         return list(source.runs(scope))
 
 
 def read_archive(url: DatabaseURL) -> list[StoredRun]:
     with open_argo_archive(url, page_runs=2) as source:
+        assert isinstance(source, StoredRunSource)
         return list(source.runs())
 
 
