@@ -139,7 +139,7 @@ def stored_run(
         "workflow_name": workflow_name,
         "finished_at": finished_at,
     }
-    if text is None or not text.strip():
+    if not text or text.isspace():
         return StoredRun(
             **parts,
             run_id=run_id,
@@ -149,7 +149,7 @@ def stored_run(
         )
     try:
         workflow = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return StoredRun(
             **parts,
             run_id=run_id,

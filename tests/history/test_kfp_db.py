@@ -19,7 +19,7 @@ from history import (
     Unrecoverable,
     open_kfp_db,
 )
-from history.records import ALL_RUNS
+from history.records import ALL_RUNS, stored_run
 from history.url import DatabaseURL
 from reconcile.from_workflow import desired_steps_from_workflow
 from reconcile.options import ReconcileOptions
@@ -251,3 +251,22 @@ def test_the_password_can_come_from_the_environment(
     monkeypatch.delenv("KFPMR_KFP_DB_PASSWORD")
     with open_kfp_db(f"mysql://root@127.0.0.1:3306/{url.database}") as source:
         assert source.count() == 0
+
+
+def test_text_no_parser_can_take_is_malformed_not_a_crash() -> None:
+    def parsed(text: str) -> StoredRun:
+        return stored_run(
+            source="kfp-db",
+            key="k",
+            namespace="ns",
+            workflow_name="wf",
+            run_id=None,
+            finished_at=None,
+            text=text,
+            what="M",
+        )
+
+    assert parsed("[" * 100_000).unrecoverable is Unrecoverable.MALFORMED  # too deep for json
+    assert parsed(" \n\t").unrecoverable is Unrecoverable.NO_WORKFLOW
+    labelled = parsed('{"metadata": {"labels": {"pipeline/runid": "r-1"}}}')
+    assert labelled.unrecoverable is None and labelled.run_id == "r-1" and labelled.workflow_uid is None
