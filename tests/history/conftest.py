@@ -64,14 +64,27 @@ def postgres_server() -> str:
             pytrace=False,
         )
     for name in stale:
-        pid = name[len(DB_PREFIX) :].split("_", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+        if _stale(name):
             drop_database(SERVERS["postgresql"].format(name=name))
     return SERVERS["postgresql"].format(name="postgres")
 
 
+def _stale(name: str) -> bool:
+    """A test database left behind by a test process that no longer runs."""
+    pid = name[len(DB_PREFIX) :].split("_", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists()
+
+
+@pytest.fixture(scope="session")
+def database_servers(mariadb_server: MariaDB, postgres_server: str) -> None:
+    """Both servers reachable, and this suite's stale MariaDB databases dropped."""
+    for (name,) in mariadb_server.execute(f"SHOW DATABASES LIKE '{DB_PREFIX}%'"):
+        if _stale(name):
+            mariadb_server.drop_database(name)
+
+
 @pytest.fixture
-def new_database(mariadb_server: MariaDB, postgres_server: str) -> Iterator[Callable[[str], DatabaseURL]]:
+def new_database(database_servers: None) -> Iterator[Callable[[str], DatabaseURL]]:
     """`new_database(dialect)`: a fresh empty database on MariaDB or PostgreSQL; all dropped after."""
     made: list[DatabaseURL] = []
 
