@@ -13,6 +13,7 @@ import pytest
 from history import (
     KfpLayout,
     RunScope,
+    SourceConfigError,
     SourceLayoutError,
     SourceUnavailableError,
     StoredRun,
@@ -270,3 +271,10 @@ def test_text_no_parser_can_take_is_malformed_not_a_crash() -> None:
     assert parsed(" \n\t").unrecoverable is Unrecoverable.NO_WORKFLOW
     labelled = parsed('{"metadata": {"labels": {"pipeline/runid": "r-1"}}}')
     assert labelled.unrecoverable is None and labelled.run_id == "r-1" and labelled.workflow_uid is None
+
+
+def test_a_bad_connect_timeout_is_a_usage_error() -> None:
+    with pytest.raises(
+        SourceConfigError, match="connect_timeout must be a whole number of seconds, not 'soon'"
+    ):
+        open_kfp_db("mysql://root:pw@127.0.0.1:3306/mlpipeline?connect_timeout=soon")
