@@ -37,11 +37,37 @@ def node_id_for(workflow_name: str, node_name: str) -> str:
     return f"{workflow_name}-{fnv32a(node_name)}"
 
 
-def pod_name_for(workflow_name: str, template_name: str, node_id: str, scheme: str) -> str:
-    """The pod name Argo gives a node under pod-name scheme `v1` or `v2`."""
+POD_NAME_FORMAT_ANNOTATION = "workflows.argoproj.io/pod-name-format"
+
+
+def pod_name_scheme(workflow_annotations: dict[str, str]) -> str:
+    """The pod-name scheme (`v1` or `v2`) a Workflow's pods were named under.
+
+    As Argo's `GetWorkflowPodNameVersion` (3.4-3.6): the `pod-name-format`
+    annotation says `v1` or `v2`, and any other value means Argo's default,
+    v2. Without the annotation Argo falls back to its controller's POD_NAMES
+    variable, which the Workflow does not show: v1 is assumed, since Argo
+    stamps the annotation from 3.4 on and older versions named pods v1.
+    """
+    value = workflow_annotations.get(POD_NAME_FORMAT_ANNOTATION)
+    if value is None:
+        return "v1"
+    return "v1" if value == "v1" else "v2"
+
+
+def pod_name_for(
+    workflow_name: str, template_name: str, node_id: str, scheme: str, node_name: str | None = None
+) -> str:
+    """The pod name Argo gives a node under pod-name scheme `v1` or `v2` (`GeneratePodName`).
+
+    v2 is `<wf>-<template>-<fnv32a(node name)>` with the prefix cut to 242
+    characters, or `<wf>-<hash>` for an empty template name. The hash is that
+    of the node name (`node_name`); without it, the node id's own suffix,
+    which Argo computed from the same name.
+    """
     if scheme == "v1" or node_id == workflow_name:
         return node_id
-    suffix = node_id[len(workflow_name) + 1 :]
+    suffix = str(fnv32a(node_name)) if node_name else node_id[len(workflow_name) + 1 :]
     if not template_name:
         return f"{workflow_name}-{suffix}"
     prefix = f"{workflow_name}-{template_name}"[:242]
@@ -268,6 +294,26 @@ def _artifacts_of(outputs: Any, what: str) -> list[JSON]:
     ):
         raise PodError(Reason.MALFORMED_ANNOTATION, f"{what}: artifacts must be named objects")
     return artifacts
+
+
+def offloaded_nodes_version(workflow: JSON) -> str | None:
+    """The offload version when a Workflow's nodes live only in Argo's node-status table.
+
+    With node-status offloading on, Argo keeps a large Workflow's nodes in its
+    database (`argo_workflows` by default) and leaves `status.nodes` and
+    `status.compressedNodes` empty, naming the stored copy in
+    `status.offloadNodeStatusVersion`. None when the Workflow carries its nodes
+    (or never had them offloaded).
+    """
+    status = workflow.get("status")
+    if not isinstance(status, dict):
+        return None
+    version = status.get("offloadNodeStatusVersion")
+    if not isinstance(version, str) or not version:
+        return None
+    if status.get("nodes") or status.get("compressedNodes"):
+        return None  # hydrated: the nodes are here after all
+    return version
 
 
 def workflow_nodes(workflow: JSON) -> dict[str, JSON]:

@@ -18,9 +18,9 @@ How each part the pod path reads from the pod is rebuilt from the Workflow
   `node-id` annotation is that key).
 - **Pod name** (`kfp_pod_name`, and the adoption of upstream records): Argo
   stores no pod name on a node (§1), so it is recomputed with
-  `reconcile.argo.pod_name_for` from the node id and the template name, under
-  the scheme the Workflow's `workflows.argoproj.io/pod-name-format`
-  annotation names, else v1.
+  `reconcile.argo.pod_name_for` from the node name and the template name,
+  under the scheme the Workflow's `workflows.argoproj.io/pod-name-format`
+  annotation names (`v1`, `v2`, any other value Argo's default v2), else v1.
 - **Pod annotations and labels** (component spec, parameter arguments, and the
   classification): `spec.podMetadata`, then the template's `metadata` (which
   wins), substituted as Argo's `common.SubstituteParams` does when it creates
@@ -92,6 +92,11 @@ Where the two paths can still disagree (not fixable from the Workflow):
   pod (annotation, task result); here they wait for the terminal phase.
 - An offloaded ARGO_TEMPLATE (Argo >= 3.6, > 128 KiB) is an error on the pod
   path (the template is not on the pod) but not here.
+- A Workflow whose nodes Argo offloaded to its database (empty `status.nodes`,
+  `status.offloadNodeStatusVersion` set) gives no steps and no error here: a
+  live pass still has its pods, and readers of stored Workflows check
+  `reconcile.argo.offloaded_nodes_version` first and report such runs as
+  unrecoverable (docs/stored-runs.md).
 
 Errors: one malformed node (missing fields, unknown template, bad artifacts)
 is reported as `(node id, PodError)` and the other nodes still give steps; a
@@ -114,6 +119,7 @@ from reconcile.argo import (
     TERMINAL_NODE_PHASES,
     PodView,
     pod_name_for,
+    pod_name_scheme,
     reported_output_artifacts,
     workflow_nodes,
 )
@@ -123,7 +129,6 @@ from reconcile.errors import PodError, Reason
 from reconcile.options import ReconcileOptions
 from reconcile.records import DesiredStep, ExecutionState, StepRef
 
-POD_NAME_FORMAT_ANNOTATION = "workflows.argoproj.io/pod-name-format"
 # workflow/common/common.go DefaultArchivePattern: the key when a repository names no keyFormat.
 DEFAULT_ARCHIVE_PATTERN = "{{workflow.name}}/{{pod.name}}"
 MAIN_LOGS_ARTIFACT = "main-logs"
@@ -289,7 +294,7 @@ def _read_workflow(workflow: Any) -> _Workflow:
         namespace=namespace,
         name=name,
         uid=uid,
-        pod_name_scheme="v2" if annotations.get(POD_NAME_FORMAT_ANNOTATION) == "v2" else "v1",
+        pod_name_scheme=pod_name_scheme(annotations),
         globals=env,
         templates=templates,
         stored_templates=stored,
@@ -468,7 +473,7 @@ def _step_for_node(
     template_name = spec_template.get("name") or ""
     if not isinstance(template_name, str):
         raise PodError(Reason.MALFORMED_TEMPLATE, f"node {node_id}: template name is not a string")
-    pod_name = pod_name_for(wf.name, template_name, node_id, wf.pod_name_scheme)
+    pod_name = pod_name_for(wf.name, template_name, node_id, wf.pod_name_scheme, node_name)
     env = _local_env(wf, node, node_name, pod_name, root_phase)
 
     # What addMetadata puts on the pod: podMetadata, then the template's metadata (which wins).

@@ -21,6 +21,17 @@ if ! mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then
     done
 fi
 
+# So does PostgreSQL (trust auth; tests/history reads Argo's archive and KFP's store on it).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    for cluster in $(pg_lsclusters -h 2>/dev/null | awk '{print $1 "/" $2}'); do
+        pg_ctlcluster "${cluster%/*}" "${cluster#*/}" start || true
+    done
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && break
+        sleep 1
+    done
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
