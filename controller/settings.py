@@ -33,16 +33,16 @@ class Settings(BaseSettings):
     mlmd_url: str | None = Field(
         default=None,
         description="MLMD store URL: sqlite:///path, mysql://user:pass@host:port/db, "
-        "grpc://host:port or grpcs://host:port. Default: the upstream gRPC env names if set, "
-        f"else {DEFAULT_MLMD_URL}.",
+        "grpc://host:port or grpcs://host:port. Default: grpc(s)://<mlmd_grpc_host>:<mlmd_grpc_port> "
+        f"if a host is set, else {DEFAULT_MLMD_URL}.",
     )
     mlmd_grpc_host: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "KFPMR_MLMD_GRPC_HOST", "METADATA_GRPC_SERVICE_HOST", "METADATA_GRPC_SERVICE_SERVICE_HOST"
         ),
-        description="MLMD gRPC host (also METADATA_GRPC_SERVICE_HOST, a key of KFP's "
-        "metadata-grpc-configmap, or METADATA_GRPC_SERVICE_SERVICE_HOST, Kubernetes' service link).",
+        description="MLMD gRPC host. METADATA_GRPC_SERVICE_HOST is a key of KFP's metadata-grpc-configmap; "
+        "METADATA_GRPC_SERVICE_SERVICE_HOST is Kubernetes' service link, which KFP's writer <= 2.14 reads.",
     )
     mlmd_grpc_port: int = Field(
         default=8080,
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices(
             "KFPMR_MLMD_GRPC_PORT", "METADATA_GRPC_SERVICE_PORT", "METADATA_GRPC_SERVICE_SERVICE_PORT"
         ),
-        description="MLMD gRPC port (also METADATA_GRPC_SERVICE_PORT or METADATA_GRPC_SERVICE_SERVICE_PORT).",
+        description="MLMD gRPC port (the same two sources as the host; tcp://ip:port is read too).",
     )
     mlmd_tls_enabled: bool = Field(
         default=False,
