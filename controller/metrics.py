@@ -10,15 +10,30 @@ The reconcile pass reports through :meth:`Metrics.observe_pass`, which reads a
 ``controller.reconcile_pass.PassReport`` (duck-typed: only the attributes
 listed there are used, so this module does not import the pass and its MLMD
 dependencies).
+
+Besides its own metrics, the registry carries ``kfp_metadata_reconciler_build_info``
+(the running versions, as labels) and prometheus_client's standard ``process_*``
+(CPU, memory, open files, start time) and ``python_info`` collectors.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "kfp_metadata_reconciler"
@@ -31,6 +46,25 @@ PASS_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The Content-Type of :meth:`Metrics.render`'s output."""
+
+
+def _distribution_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_labels() -> dict[str, str]:
+    """The labels of ``build_info``: this package's, Python's and ml-metadata's versions.
+
+    Read from the installed distributions' metadata, so ml-metadata itself is not imported.
+    """
+    return {
+        "version": _distribution_version("kfp-metadata-reconciler"),
+        "python": platform.python_version(),
+        "ml_metadata": _distribution_version("ml-metadata"),
+    }
 
 
 def pass_result(report: Any, error: BaseException | None) -> str:
@@ -130,6 +164,14 @@ class Metrics:
             "Step outputs not yet known (last pass).",
             registry=r,
         )
+        # `<name>_info` 1 with the versions as labels: which build runs where, and when it changed.
+        self.build = Info(
+            f"{PREFIX}_build", "Versions of this build: the package, Python and ml-metadata.", registry=r
+        )
+        self.build.info(build_labels())
+        # Standard process_* (CPU seconds, resident memory, open fds, start time) and python_info.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         # Make the labelled series visible (at 0) before anything happens, so dashboards
         # and alerts on rate() see them from the first scrape.
         for trigger in TRIGGERS:

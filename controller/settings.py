@@ -1,8 +1,9 @@
 """All settings in one typed object, read from the environment (and CLI flags).
 
-Every field has a `KFPMR_` environment name; the upstream metadata-writer's
-names are accepted too, so its Deployment manifests work unchanged
-(docs/configuration.md lists them all).
+Every field has a `KFPMR_` environment name; the names KFP uses for the same
+things are accepted too: those KFP's metadata-writer reads and the keys of KFP's
+metadata-grpc-configmap (docs/configuration.md lists them all; docs/deploy.md says
+which KFP release reads which).
 """
 
 from __future__ import annotations
@@ -32,15 +33,16 @@ class Settings(BaseSettings):
     mlmd_url: str | None = Field(
         default=None,
         description="MLMD store URL: sqlite:///path, mysql://user:pass@host:port/db, "
-        "grpc://host:port or grpcs://host:port. Default: the upstream gRPC env names if set, "
-        f"else {DEFAULT_MLMD_URL}.",
+        "grpc://host:port or grpcs://host:port. Default: grpc(s)://<mlmd_grpc_host>:<mlmd_grpc_port> "
+        f"if a host is set, else {DEFAULT_MLMD_URL}.",
     )
     mlmd_grpc_host: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "KFPMR_MLMD_GRPC_HOST", "METADATA_GRPC_SERVICE_HOST", "METADATA_GRPC_SERVICE_SERVICE_HOST"
         ),
-        description="MLMD gRPC host (upstream: METADATA_GRPC_SERVICE_HOST).",
+        description="MLMD gRPC host. METADATA_GRPC_SERVICE_HOST is a key of KFP's metadata-grpc-configmap; "
+        "METADATA_GRPC_SERVICE_SERVICE_HOST is Kubernetes' service link, which KFP's writer <= 2.14 reads.",
     )
     mlmd_grpc_port: int = Field(
         default=8080,
@@ -49,17 +51,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices(
             "KFPMR_MLMD_GRPC_PORT", "METADATA_GRPC_SERVICE_PORT", "METADATA_GRPC_SERVICE_SERVICE_PORT"
         ),
-        description="MLMD gRPC port (upstream: METADATA_GRPC_SERVICE_PORT).",
+        description="MLMD gRPC port (the same two sources as the host; tcp://ip:port is read too).",
     )
     mlmd_tls_enabled: bool = Field(
         default=False,
         validation_alias=AliasChoices("KFPMR_MLMD_TLS_ENABLED", "METADATA_TLS_ENABLED"),
-        description="Use TLS for the gRPC connection (upstream: METADATA_TLS_ENABLED).",
+        description="Use TLS for the gRPC connection (KFP's writer: METADATA_TLS_ENABLED).",
     )
     mlmd_ca_cert_path: str | None = Field(
         default=None,
         validation_alias=AliasChoices("KFPMR_MLMD_CA_CERT_PATH", "CA_CERT_PATH"),
-        description="CA bundle for TLS (upstream: CA_CERT_PATH).",
+        description="CA bundle for TLS (KFP's writer: CA_CERT_PATH).",
     )
     mlmd_max_receive_message_length: int | None = Field(
         default=None,
@@ -72,7 +74,8 @@ class Settings(BaseSettings):
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=AliasChoices("KFPMR_NAMESPACES", "NAMESPACE_TO_WATCH"),
-        description="Namespaces to reconcile, comma-separated; empty = all (upstream: NAMESPACE_TO_WATCH).",
+        description="Namespaces to reconcile, comma-separated; empty = all "
+        "(KFP's writer: NAMESPACE_TO_WATCH).",
     )
     artifact_s3_endpoint: str = Field(
         default="minio-service.kubeflow:9000",

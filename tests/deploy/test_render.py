@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -102,32 +101,13 @@ def test_the_schema_check_is_live() -> None:
         kubernetes_validate.validate(dep, SCHEMA_VERSIONS[0], strict=True)
 
 
-def _with_components(
-    tmp_path: Path, resources: list[Path], components: list[Path], namespace: str = "kubeflow"
-) -> list[Obj]:
-    """Render a kustomization in ``tmp_path``, as an installer's own would be (kustomize
-    wants relative paths)."""
-
-    def rel(paths: list[Path]) -> list[str]:
-        return [os.path.relpath(p, tmp_path) for p in paths]
-
-    (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "namespace": namespace,
-                "resources": rel(resources),
-                "components": rel(components),
-            }
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_servicemonitor_component_scrapes_the_metrics_service(tmp_path: Path, overlay: str) -> None:
+    # No `namespace:` in the installer's kustomization: the component finds the namespace itself.
+    objs = manifests.render(
+        manifests.write_kustomization(
+            tmp_path, [DEPLOY / "overlays" / overlay], [DEPLOY / "components" / "servicemonitor"]
         )
-    )
-    return [d for d in yaml.safe_load_all(manifests.kustomize(tmp_path)) if d]
-
-
-def test_servicemonitor_component_scrapes_the_metrics_service(tmp_path: Path) -> None:
-    objs = _with_components(
-        tmp_path, [DEPLOY / "overlays" / "kfp-dropin"], [DEPLOY / "components" / "servicemonitor"]
     )
     monitor, service = one(objs, "ServiceMonitor"), one(objs, "Service")
     # No offline schema exists for this CRD (kubernetes-validate ships core APIs only), so
@@ -135,7 +115,8 @@ def test_servicemonitor_component_scrapes_the_metrics_service(tmp_path: Path) ->
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
         kubernetes_validate.validate(monitor, SCHEMA_VERSIONS[0], strict=True)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"] == "kubeflow"
+    own = deployment(objs)["metadata"]["namespace"]
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"] == own
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= service["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["endpoints"]
@@ -143,46 +124,12 @@ def test_servicemonitor_component_scrapes_the_metrics_service(tmp_path: Path) ->
     assert endpoint["path"] == "/metrics"
 
 
-def test_disable_metadata_writer_component_scales_kfp_metadata_writer_to_zero(tmp_path: Path) -> None:
-    # KFP's metadata-writer Deployment, shaped as upstream ships it.
-    kfp = tmp_path / "kfp"
-    kfp.mkdir()
-    (kfp / "metadata-writer.yaml").write_text(
-        """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: metadata-writer
-  namespace: kubeflow
-  labels: {app: metadata-writer}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: metadata-writer}}
-  template:
-    metadata: {labels: {app: metadata-writer}}
-    spec:
-      serviceAccountName: kubeflow-pipelines-metadata-writer
-      containers:
-      - name: main
-        image: gcr.io/ml-pipeline/metadata-writer:1.8.5
-        env:
-        - name: NAMESPACE_TO_WATCH
-          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
-"""
+def test_components_need_current_kustomize(tmp_path: Path) -> None:
+    """As docs/deploy.md says: kustomize v2.0.3 (kubectl <= 1.20) cannot use Components."""
+    installed = manifests.write_kustomization(
+        tmp_path, [DEPLOY / "overlays" / "kfp-dropin"], [DEPLOY / "components" / "servicemonitor"]
     )
-    (kfp / "kustomization.yaml").write_text("resources:\n- metadata-writer.yaml\n")
-    installed = tmp_path / "install"
-    installed.mkdir()
-    objs = _with_components(
-        installed,
-        [kfp, DEPLOY / "overlays" / "kfp-dropin"],
-        [DEPLOY / "components" / "disable-metadata-writer"],
-    )
-    writer = one(objs, "Deployment", "metadata-writer")
-    assert writer["spec"]["replicas"] == 0
-    assert writer["spec"]["template"]["spec"]["containers"][0]["image"].endswith("metadata-writer:1.8.5")
-    assert deployment(objs)["spec"]["replicas"] == 2  # ours untouched
-    # Components need kustomize >= 3.7, as docs/deploy.md says: v2.0.3 cannot use them.
+    assert one(manifests.render(installed), "ServiceMonitor")
     with pytest.raises(AssertionError):
         manifests.kustomize(installed, manifests.legacy_kubectl())
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from controller import cli
 from controller.settings import Settings, load_settings
 from tests.deploy import manifests
-from tests.deploy.manifests import OVERLAYS
+from tests.deploy.manifests import DEPLOY, OVERLAYS
 
 EXPECTED = {
     # overlay: (namespaces, store URL, own namespace)
@@ -70,12 +72,40 @@ def test_settings_built_from_the_rendered_env(overlay: str, clean_env: pytest.Mo
         p["port"] for rule in manifests.one(objs, "NetworkPolicy")["spec"]["ingress"] for p in rule["ports"]
     }
     assert policy_ports == {settings.health_port}
-    # Every variable set is one the settings read (no typo silently ignored).
+    _only_known_variables(env)
+
+
+def _only_known_variables(env: dict[str, str]) -> None:
+    """Every variable set is one the settings read (no typo silently ignored), or gRPC's own."""
     known = {"POD_NAME", "POD_NAMESPACE"}
     for name, field in Settings.model_fields.items():
         known.add(f"KFPMR_{name.upper()}")
         known.update(c for c in getattr(field.validation_alias, "choices", None) or [] if isinstance(c, str))
-    assert set(env) <= known, set(env) - known
+    grpc = {k: v for k, v in env.items() if k.startswith("GRPC_")}
+    assert grpc == {"GRPC_VERBOSITY": "ERROR"}  # gRPC core's log level: DEBUG, INFO, ERROR or NONE
+    assert set(env) - set(grpc) <= known, set(env) - set(grpc) - known
+
+
+@pytest.mark.parametrize("overlay", ["kfp-dropin", "multi-user"])
+def test_settings_built_from_the_tls_render(
+    overlay: str, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With deploy/components/kfp-tls: TLS to the same MLMD, the CA from the mounted Secret."""
+    objs = manifests.render(
+        manifests.write_kustomization(
+            tmp_path, [DEPLOY / "overlays" / overlay], [DEPLOY / "components" / "kfp-tls"]
+        )
+    )
+    env = manifests.container_env(objs)
+    _only_known_variables(env)
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    settings = load_settings()
+    assert settings.store_url() == "grpcs://metadata-grpc-service:8080"
+    assert settings.mlmd_tls_enabled is True
+    assert settings.mlmd_ca_cert_path == "/etc/pki/tls/certs/ca.crt"
+    mounts = {m["mountPath"] for m in manifests.container(objs)["volumeMounts"]}
+    assert str(Path(settings.mlmd_ca_cert_path).parent) in mounts
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
