@@ -109,13 +109,18 @@ def _drop_stale_databases(server: MariaDB) -> None:
             server.drop_database(name)
 
 
+def new_database_name() -> str:
+    """A database name no other test (or test process) uses; dropped as stale once we exit."""
+    return f"{DB_PREFIX}{os.getpid()}_{next(_db_counter)}"
+
+
 @pytest.fixture
 def mysql_url(mariadb_server: MariaDB) -> Iterator[str]:
     """A fresh, empty MariaDB database for this test as a ``mysql://`` URL; dropped after.
 
     The database itself is not created: MLMD creates it on first connect.
     """
-    name = f"{DB_PREFIX}{os.getpid()}_{next(_db_counter)}"
+    name = new_database_name()
     mariadb_server.drop_database(name)
     yield mariadb_server.url(name)
     mariadb_server.drop_database(name)
