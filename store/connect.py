@@ -569,7 +569,8 @@ def open_store(
     * ``mysql``: checks the server answers on TCP within ``timeout_s``, logs in, and opens
       under the database's schema lock (waiting up to ``lock_timeout_s`` for another process
       creating the schema); the library creates a missing database and schema, and a
-      schema whose creation was interrupted is created again (:mod:`store.mysql_schema`);
+      schema whose creation was interrupted is created again once no other connection
+      uses the database (:mod:`store.mysql_schema`);
     * ``grpc``/``grpcs``: builds the client (TLS with the optional CA in ``ca_cert_path``,
       ``max_receive_message_length`` on the channel, ``call_timeout_s`` as the deadline of
       every later call) and makes one ``GetContextTypes`` call with a ``timeout_s`` deadline.

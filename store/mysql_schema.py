@@ -14,8 +14,12 @@ anything) and decides:
 * complete, another version: :class:`StoreSchemaMismatchError` (never migrated);
 * empty or missing: read-only -> :class:`StoreMissingError`; else the library creates it;
 * partial (MLMD tables, no version row) and every MLMD table empty: an interrupted creation.
-  Read-only -> :class:`StoreMissingError`; else drop those tables so the library redoes it.
-  Nothing can have written records there: no MLMD library opens a partial schema;
+  Read-only -> :class:`StoreMissingError`; else, once no other connection uses the database,
+  drop those tables so the library redoes it. Nothing can have written records there: no
+  MLMD library opens a partial schema. Another connection on the database means someone is
+  still at work there -- a restore from a dump, or a killed process's last statement still
+  running on the server: wait for it a little, then give up (:class:`StoreUnavailableError`,
+  try again later) rather than drop tables under it;
 * partial with records: :class:`StoreSchemaDamagedError`; nothing is touched.
 
 The lock is released when the block ends, or by the server when a killed process's
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +58,8 @@ __all__ = ["DEFAULT_LOCK_TIMEOUT_S", "KFP_MLMD_URL", "lock_name", "mismatch_erro
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
+# How long a partial schema may stay in use by other connections before we give up on it.
+SESSIONS_SETTLE_S = 10.0
 # What to use instead of a database of another schema version: the MLMD server that owns it.
 KFP_MLMD_URL = "grpc://metadata-grpc-service:8080"
 _LOCK_PREFIX = "kfpmr.mlmd_schema."
@@ -115,7 +122,30 @@ def _acquire(connection: Any, target: Any, lock_timeout_s: float) -> None:
         )
 
 
-def _check(connection: Any, target: Any, state: SchemaState, read_only: bool) -> None:
+def _other_sessions(connection: Any, database: str) -> list[str]:
+    """Other connections using ``database`` (those of other users need the PROCESS privilege)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT USER, COMMAND FROM information_schema.PROCESSLIST "
+            "WHERE BINARY DB = %s AND ID <> CONNECTION_ID()",
+            (database,),
+        )
+        return [f"{user} ({command})" for user, command in cursor.fetchall()]
+
+
+def _wait_for_other_sessions(connection: Any, target: Any, settle_s: float) -> None:
+    deadline = time.monotonic() + settle_s
+    while others := _other_sessions(connection, target.database):
+        if time.monotonic() >= deadline:
+            raise StoreUnavailableError(
+                f"the MLMD schema of {target.redacted()} is incomplete and other connections are "
+                f"using the database ({', '.join(others[:3])}): a restore or another first run? It "
+                "was left untouched; try again when they are done"
+            )
+        time.sleep(0.1)  # poll interval; the processlist decides
+
+
+def _check(connection: Any, target: Any, state: SchemaState, read_only: bool, settle_s: float) -> None:
     """Raise for a state the library must not open; redo an interrupted creation (writers)."""
     store = target.redacted()
     if state.complete:
@@ -146,9 +176,10 @@ def _check(connection: Any, target: Any, state: SchemaState, read_only: bool) ->
         )
     if read_only:
         raise StoreMissingError(
-            f"the MLMD schema of {store} is unfinished (its first use was interrupted); a read-only "
-            "command does not finish it: run a writing command once"
+            f"the MLMD schema of {store} is unfinished (an interrupted first use, or a restore under "
+            "way); a read-only command does not finish it: run a writing command once"
         )
+    _wait_for_other_sessions(connection, target, settle_s)
     log.warning(
         "the MLMD schema of %s was left unfinished by an interrupted first use (%d of %d tables, no "
         "version); its empty tables are dropped and the schema is created again",
@@ -174,7 +205,7 @@ def mysql_schema_ready(
         try:
             _acquire(connection, target, lock_timeout_s)
             state = read_mysql_schema(connection, target.database)
-            _check(connection, target, state, read_only)
+            _check(connection, target, state, read_only, min(SESSIONS_SETTLE_S, lock_timeout_s))
         except pymysql.MySQLError as exc:
             raise StoreUnavailableError(
                 f"cannot open MLMD at {target.redacted()}: {_mysql_reason(exc)}"

@@ -25,6 +25,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from store.connect import (
     StoreMissingError,
     StoreSchemaDamagedError,
+    StoreUnavailableError,
     open_store,
     parse_store_url,
 )
@@ -213,6 +214,28 @@ def test_an_interrupted_creation_is_redone(
     with caplog.at_level(logging.WARNING, logger="store.mysql_schema"):
         open_store(mysql_url)
     assert "left unfinished by an interrupted first use" in caplog.text
+    _assert_usable_and_complete(mysql_url, mariadb_server, _reference_type_names(tmp_path))
+
+
+def test_a_partial_schema_someone_is_working_on_is_left_alone(
+    mysql_url: str, mariadb_server: MariaDB, tmp_path: Path
+) -> None:
+    """A restore from a dump also passes through 'some tables, no version row'."""
+    database = _complete_then(
+        mysql_url, mariadb_server, "DELETE FROM `{db}`.Type", "DELETE FROM `{db}`.MLMDEnv"
+    )
+    restoring = mariadb_server.connect(database)  # like `mariadb metadb < metadb.sql`
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            open_store(mysql_url, lock_timeout_s=2)
+        assert "other connections are using the database" in str(info.value)
+        assert "left untouched" in str(info.value)
+        assert time.monotonic() - started < 10
+        assert _mlmd_tables(mariadb_server, database) == set(MLMD_TABLES)
+    finally:
+        restoring.close()
+    open_store(mysql_url)  # the worker is gone: now the creation is redone
     _assert_usable_and_complete(mysql_url, mariadb_server, _reference_type_names(tmp_path))
 
 
