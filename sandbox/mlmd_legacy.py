@@ -27,11 +27,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol
 
-import grpc
-from ml_metadata.proto import metadata_store_service_pb2, metadata_store_service_pb2_grpc
-
 from sandbox.mlmd_venvs import LEGACY_VERSIONS, MlmdVenvError, ensure_venv, installed_venv, release
-from store.connect import StoreError, StoreTarget, connection_config, host_port, parse_store_url
+from store.connect import (
+    StoreError,
+    StoreTarget,
+    StoreUnavailableError,
+    connection_config,
+    host_port,
+    open_store,
+    parse_store_url,
+)
 from store.server import MetadataServer
 
 __all__ = [
@@ -70,21 +75,18 @@ class MlmdServer(Protocol):
         ...
 
 
-def _wait_until_answering(address: str, deadline: float, process: subprocess.Popen[bytes]) -> None:
-    """Poll a cheap read (GetContextTypes) until it succeeds, the process dies, or time is up."""
-    with grpc.insecure_channel(address) as channel:
-        stub = metadata_store_service_pb2_grpc.MetadataStoreServiceStub(channel)
-        request = metadata_store_service_pb2.GetContextTypesRequest()
-        while True:
-            try:
-                stub.GetContextTypes(request, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-                return
-            except grpc.RpcError as exc:
-                if process.poll() is not None:
-                    raise LegacyServerError("the server exited before answering") from None
-                if time.monotonic() >= deadline:
-                    raise LegacyServerError(f"no answer from {address}: {exc.code().name}") from None
-                time.sleep(0.05)  # poll interval: the answer decides, not this pause
+def _wait_until_answering(url: str, deadline: float, process: subprocess.Popen[bytes]) -> None:
+    """Poll a cheap read (open_store's GetContextTypes) until it succeeds, the process dies, or time is up."""
+    while True:
+        try:
+            open_store(url, timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+            return
+        except StoreUnavailableError as exc:
+            if process.poll() is not None:
+                raise LegacyServerError("the server exited before answering") from None
+            if time.monotonic() >= deadline:
+                raise LegacyServerError(str(exc)) from None
+            time.sleep(0.05)  # poll interval: the answer decides, not this pause
 
 
 class LegacyMlmdServer:
@@ -183,7 +185,7 @@ class LegacyMlmdServer:
             except BrokenPipeError:
                 pass  # it died at once; _read_port reports its last words
             self._port = self._read_port(process, deadline)
-            _wait_until_answering(host_port(self._host, self._port), deadline, process)
+            _wait_until_answering(self.url, deadline, process)
         except LegacyServerError as exc:
             self.stop()
             raise LegacyServerError(f"ml-metadata {self.version} server over {self._target}: {exc}") from None

@@ -195,3 +195,15 @@ def test_a_missing_venv_fails_loudly(tmp_path: Path) -> None:
     with pytest.raises(MlmdVenvError, match=r"ml-metadata 1\.5\.0 venv is not installed.*mlmd_venvs install"):
         server.start()
     assert not server.running
+
+
+def test_a_missing_interpreter_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.mlmd_venvs import MlmdVenvError, ensure_venv
+
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with pytest.raises(MlmdVenvError) as info:
+        ensure_venv("1.0.0", tmp_path / "venvs")
+    assert str(info.value).startswith("no Python 3.8 interpreter found")
+    assert "pyenv install 3.8" in str(info.value)
+    assert not (tmp_path / "venvs" / "1.0.0").exists()
