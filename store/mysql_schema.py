@@ -145,45 +145,50 @@ def _wait_for_other_sessions(connection: Any, target: Any, settle_s: float) -> N
         time.sleep(0.1)  # poll interval; the processlist decides
 
 
-def _check(connection: Any, target: Any, state: SchemaState, read_only: bool, settle_s: float) -> None:
-    """Raise for a state the library must not open; redo an interrupted creation (writers)."""
-    store = target.redacted()
-    if state.complete:
-        if state.version != library_schema_version():
-            raise mismatch_error(store, state.versions[0])
-        return
-    if not state.exists:
-        if read_only:
-            raise StoreMissingError(
-                f"the MySQL database of {store} does not exist; a read-only command never creates "
-                "one (check the database name)"
-            )
-        return
-    if state.empty:
-        if read_only:
-            raise StoreMissingError(
-                f"the MySQL database of {store} holds no MLMD schema; a read-only command never "
-                "creates one (check the database name)"
-            )
-        return
+def _refuse_records(connection: Any, target: Any, state: SchemaState) -> None:
+    """A partial schema holding any row is someone's data: never touch it."""
     with_rows = mysql_tables_with_rows(connection, target.database, state.tables)
     if with_rows or len(state.versions) > 1:
         env = f"{len(state.versions)} rows in MLMDEnv" if "MLMDEnv" in state.tables else "no MLMDEnv table"
         raise StoreSchemaDamagedError(
-            f"the MLMD database {store} holds records (in {', '.join(with_rows) or 'MLMDEnv'}) but no "
-            f"complete MLMD schema ({env}); it was left untouched: restore it from a backup or "
+            f"the MLMD database {target.redacted()} holds records (in {', '.join(with_rows) or 'MLMDEnv'}) "
+            f"but no complete MLMD schema ({env}); it was left untouched: restore it from a backup or "
             "repair it by hand"
         )
+
+
+def _missing(target: Any, what: str) -> StoreMissingError:
+    return StoreMissingError(
+        f"the MySQL database of {target.redacted()} {what}; a read-only command never creates one "
+        "(check the database name)"
+    )
+
+
+def _check(connection: Any, target: Any, state: SchemaState, read_only: bool, settle_s: float) -> None:
+    """Raise for a state the library must not open; redo an interrupted creation (writers)."""
+    if state.complete:
+        if state.version != library_schema_version():
+            raise mismatch_error(target.redacted(), state.versions[0])
+        return
+    if state.empty:
+        if read_only:
+            raise _missing(target, "holds no MLMD schema" if state.exists else "does not exist")
+        return
+    _refuse_records(connection, target, state)
     if read_only:
         raise StoreMissingError(
-            f"the MLMD schema of {store} is unfinished (an interrupted first use, or a restore under "
-            "way); a read-only command does not finish it: run a writing command once"
+            f"the MLMD schema of {target.redacted()} is unfinished (an interrupted first use, or a "
+            "restore under way); a read-only command does not finish it: run a writing command once"
         )
-    _wait_for_other_sessions(connection, target, settle_s)
+    if settle_s > 0:
+        # Let whoever still works there finish, then decide again on what they left.
+        _wait_for_other_sessions(connection, target, settle_s)
+        _check(connection, target, read_mysql_schema(connection, target.database), read_only, 0.0)
+        return
     log.warning(
         "the MLMD schema of %s was left unfinished by an interrupted first use (%d of %d tables, no "
         "version); its empty tables are dropped and the schema is created again",
-        store,
+        target.redacted(),
         len(state.tables),
         len(MLMD_TABLES),
     )
