@@ -35,6 +35,13 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# --- MLMD versions (docs/mlmd-versions.md) ------------------------------------------------
+# The old MLMD servers the version tests run: one venv per ml-metadata release under
+# .venv/mlmd (1.0.0 and 1.5.0 on Python 3.8, 1.14.0 on 3.10, interpreters from pyenv).
+# Made once (about a minute each), skipped when present.
+.venv/bin/python -m sandbox.mlmd_venvs install
+# --- end MLMD versions ---------------------------------------------------------------------
+
 # tests/deploy tools beyond the test extra, under .venv/tools (ignored by git):
 # - checkov in a venv of its own: it pins packaging<24 and python-dateutil<3, which
 #   conflict with pytest and kubernetes in .venv;

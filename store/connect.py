@@ -26,11 +26,12 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import grpc
@@ -45,12 +46,27 @@ from ml_metadata.proto import (
     metadata_store_service_pb2_grpc,
 )
 
+from store.errors import (
+    StoreConfigError,
+    StoreError,
+    StoreMissingError,
+    StoreSchemaDamagedError,
+    StoreSchemaMismatchError,
+    StoreUnavailableError,
+)
+from store.mysql_schema import DEFAULT_LOCK_TIMEOUT_S, mismatch_error, mysql_schema_ready
+from store.native_log import NativeOutput, native_stderr_captured
+from store.schema import library_schema_version, read_sqlite_schema
+
 __all__ = [
     "ACCEPTED_FORMS",
     "LockedStore",
     "StoreConfigError",
     "StoreError",
     "StoreKind",
+    "StoreMissingError",
+    "StoreSchemaDamagedError",
+    "StoreSchemaMismatchError",
     "StoreTarget",
     "StoreUnavailableError",
     "client_config",
@@ -73,18 +89,6 @@ ACCEPTED_FORMS = (
     "sqlite:///relative.db, sqlite:////absolute.db, sqlite://:memory:, "
     "mysql://user[:password]@host[:port]/database, grpc://host:port, grpcs://host:port"
 )
-
-
-class StoreError(Exception):
-    """Base class of the errors raised by :mod:`store.connect`."""
-
-
-class StoreConfigError(StoreError, ValueError):
-    """The store URL or a connection option is invalid (a one-line message)."""
-
-
-class StoreUnavailableError(StoreError):
-    """The store could not be reached or opened (a one-line message)."""
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -251,15 +255,17 @@ def _as_target(url: str | StoreTarget) -> StoreTarget:
     return url if isinstance(url, StoreTarget) else parse_store_url(url)
 
 
-def connection_config(target: StoreTarget) -> metadata_store_pb2.ConnectionConfig:
+def connection_config(target: StoreTarget, *, read_only: bool = False) -> metadata_store_pb2.ConnectionConfig:
     """Build the embedded-library ``ConnectionConfig`` for a SQLite or MySQL target.
 
-    SQLite opens with ``READWRITE_OPENCREATE`` (a relative path is made absolute); MySQL
-    leaves ``skip_db_creation`` false, so the library creates a missing database itself.
+    SQLite opens with ``READWRITE_OPENCREATE`` (``READONLY`` when ``read_only``; a relative
+    path is made absolute); MySQL sets ``skip_db_creation`` only when ``read_only``, so a
+    writer's library creates a missing database itself.
     """
     config = metadata_store_pb2.ConnectionConfig()
     if target.kind == "sqlite":
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        modes = metadata_store_pb2.SqliteMetadataSourceConfig
+        config.sqlite.connection_mode = modes.READONLY if read_only else modes.READWRITE_OPENCREATE
         if target.path != MEMORY:
             # An empty filename_uri is MLMD's in-memory database.
             config.sqlite.filename_uri = os.path.abspath(target.path or "")
@@ -270,7 +276,7 @@ def connection_config(target: StoreTarget) -> metadata_store_pb2.ConnectionConfi
         if target.password:
             config.mysql.password = target.password
         config.mysql.database = target.database or ""
-        config.mysql.skip_db_creation = False
+        config.mysql.skip_db_creation = read_only
     else:
         raise StoreConfigError(f"{target.redacted()} is not an embedded store (sqlite or mysql)")
     return config
@@ -364,47 +370,129 @@ def _check_mysql(target: StoreTarget, timeout_s: float) -> None:
         raise _unavailable(target, "the server at this address does not speak the MySQL protocol")
 
 
-def _prepare_embedded(target: StoreTarget, timeout_s: float) -> metadata_store_pb2.ConnectionConfig:
-    config = connection_config(target)
-    if target.kind == "sqlite" and target.path != MEMORY:
-        parent = Path(config.sqlite.filename_uri).parent
+def _check_sqlite(target: StoreTarget, config: metadata_store_pb2.ConnectionConfig, read_only: bool) -> None:
+    """Refuse, before the library sees it, a SQLite store it must not open or create.
+
+    Read-only: the file must exist and hold an MLMD schema. Either way, an existing schema
+    must be the library's version (it is never migrated). A writer gets the file's folder.
+    """
+    if target.path == MEMORY:
+        if read_only:
+            raise StoreMissingError(
+                f"{target} is a new, empty store; a read-only command needs an existing one"
+            )
+        return
+    path = Path(config.sqlite.filename_uri)
+    if read_only and not path.is_file():
+        raise StoreMissingError(
+            f"the MLMD store {target} does not exist (no file {str(path)!r}); a read-only command "
+            "never creates one (check the path)"
+        )
+    try:
+        state = read_sqlite_schema(path, read_only=read_only)
+    except (sqlite3.Error, OSError) as exc:
+        raise _unavailable(target, f"cannot read {str(path)!r} as SQLite: {exc}") from None
+    if state.complete and state.version != library_schema_version():
+        raise mismatch_error(str(target), state.versions[0])
+    if read_only and not state.complete:
+        raise StoreMissingError(
+            f"the file of {target} holds no (complete) MLMD schema; a read-only command never "
+            "creates one (check the path)"
+        )
+    if not read_only:
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _unavailable(
-                target, f"cannot create directory {str(parent)!r}: {exc.strerror or exc}"
+                target, f"cannot create directory {str(path.parent)!r}: {exc.strerror or exc}"
             ) from None
-    elif target.kind == "mysql":
-        _check_mysql(target, timeout_s)
-    return config
 
 
-def _embedded_reason(target: StoreTarget, exc: Exception) -> str:
+def _embedded_reason(target: StoreTarget, exc: Exception, native: NativeOutput) -> str:
     text = _one_line(str(exc))
     if target.kind == "mysql" and "mysql_real_connect failed" in text:
-        # The library gives no reason here; the usual ones are credentials or grants.
+        # The login worked over PyMySQL just before, so this is about MLMD's own client.
+        if target.host == "localhost":
+            return (
+                "MLMD's MySQL client takes the host 'localhost' to mean a Unix socket, which it "
+                "could not use; write 127.0.0.1 instead"
+            )
         return (
-            "MySQL refused the connection (check the user, the password and that the user "
-            "may create and use the database)"
+            "MLMD's MySQL client could not log in although the same login works otherwise; the "
+            "usual cause is a user whose authentication plugin is not mysql_native_password "
+            f"(MLMD said: {_one_line(native.last_message(), 120) or text})"
         )
-    return text or type(exc).__name__
+    return text or native.last_message() or type(exc).__name__
 
 
-def create_embedded_handle(target: str | StoreTarget, *, timeout_s: float = 10.0) -> Any:
+_Opened = TypeVar("_Opened")
+
+
+def _open_embedded(
+    target: StoreTarget,
+    open_library: Callable[[metadata_store_pb2.ConnectionConfig], _Opened],
+    *,
+    read_only: bool,
+    timeout_s: float,
+    lock_timeout_s: float,
+) -> _Opened:
+    """Check the store as :func:`open_store` describes, then run ``open_library`` on its config.
+
+    The library's native log lines are captured (see :mod:`store.native_log`); a MySQL open
+    runs under the database's schema lock (see :mod:`store.mysql_schema`).
+    """
+    config = connection_config(target, read_only=read_only)
+    if target.kind == "sqlite":
+        _check_sqlite(target, config, read_only)
+        return _call_library(target, open_library, config)
+    _check_mysql(target, timeout_s)
+    with mysql_schema_ready(target, read_only=read_only, timeout_s=timeout_s, lock_timeout_s=lock_timeout_s):
+        return _call_library(target, open_library, config)
+
+
+def _call_library(
+    target: StoreTarget,
+    open_library: Callable[[metadata_store_pb2.ConnectionConfig], _Opened],
+    config: metadata_store_pb2.ConnectionConfig,
+) -> _Opened:
+    failure: Exception | None = None
+    with native_stderr_captured() as native:
+        try:
+            return open_library(config)
+        except (RuntimeError, mlmd_errors.StatusError) as exc:
+            failure = exc
+    # The native lines are only complete once the capture has ended.
+    assert failure is not None
+    raise _unavailable(target, _embedded_reason(target, failure, native))
+
+
+def _serialized_handle(config: metadata_store_pb2.ConnectionConfig) -> Any:
+    migration = metadata_store_pb2.MigrationOptions()  # never upgrades a schema
+    return metadata_store_serialized.CreateMetadataStore(
+        config.SerializeToString(), migration.SerializeToString()
+    )
+
+
+def create_embedded_handle(
+    target: str | StoreTarget,
+    *,
+    timeout_s: float = 10.0,
+    read_only: bool = False,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> Any:
     """Open the raw embedded-library handle (``metadata_store_serialized.MetadataStore``).
 
     This is what :class:`ml_metadata.metadata_store.MetadataStore` holds internally; the
     gRPC server forwards serialized requests to it. Not thread-safe: serialise its use.
+    Checks and errors as :func:`open_store`.
     """
-    target = _as_target(target)
-    config = _prepare_embedded(target, timeout_s)
-    migration = metadata_store_pb2.MigrationOptions()
-    try:
-        return metadata_store_serialized.CreateMetadataStore(
-            config.SerializeToString(), migration.SerializeToString()
-        )
-    except (RuntimeError, mlmd_errors.StatusError) as exc:
-        raise _unavailable(target, _embedded_reason(target, exc)) from None
+    return _open_embedded(
+        _as_target(target),
+        _serialized_handle,
+        read_only=read_only,
+        timeout_s=timeout_s,
+        lock_timeout_s=lock_timeout_s,
+    )
 
 
 # MLMD's own client keeps gRPC's default reconnect backoff, which grows to 120 s: after a
@@ -468,34 +556,47 @@ def _probe_grpc(
 def open_store(
     url: str | StoreTarget,
     *,
+    read_only: bool = False,
     ca_cert_path: str | None = None,
     max_receive_message_length: int | None = None,
     timeout_s: float = 10.0,
     call_timeout_s: float | None = None,
-    enable_upgrade_migration: bool = False,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> metadata_store.MetadataStore:
     """Open and probe the MLMD store at ``url``.
 
-    * ``sqlite``: opens (creating the file and its parent directories if needed);
-    * ``mysql``: checks the server answers on TCP within ``timeout_s``, then connects; the
-      library creates the database if it is missing;
+    * ``sqlite``: opens the file, creating it and its parent directories if needed;
+    * ``mysql``: checks the server answers on TCP within ``timeout_s``, logs in, and opens
+      under the database's schema lock (waiting up to ``lock_timeout_s`` for another process
+      creating the schema); the library creates a missing database and schema, and a
+      schema whose creation was interrupted is created again once no other connection
+      uses the database (:mod:`store.mysql_schema`);
     * ``grpc``/``grpcs``: builds the client (TLS with the optional CA in ``ca_cert_path``,
       ``max_receive_message_length`` on the channel, ``call_timeout_s`` as the deadline of
       every later call) and makes one ``GetContextTypes`` call with a ``timeout_s`` deadline.
 
-    Raises :class:`StoreConfigError` for a bad URL or option and
-    :class:`StoreUnavailableError` (one line, e.g.
+    ``read_only`` (for verify and dry runs) never creates a file, folder, database or schema:
+    a store that does not exist raises :class:`StoreMissingError`. A SQLite file is then
+    opened read-only. It changes nothing for gRPC.
+
+    An embedded store must hold the library's own schema version: the reconciler never
+    migrates a database it did not create (:class:`StoreSchemaMismatchError`). The library's
+    native log lines are logged at DEBUG, not printed.
+
+    Raises :class:`StoreConfigError` for a bad URL or option, and
+    :class:`StoreUnavailableError` or one of its subclasses (one line, e.g.
     ``cannot reach MLMD at grpc://127.0.0.1:1: UNAVAILABLE: ...``) when the store cannot be
     reached or opened. An embedded store is not thread-safe; see :class:`LockedStore`.
-    ``enable_upgrade_migration`` lets the embedded library upgrade an older schema.
     """
     target = _as_target(url)
     if target.embedded:
-        config = _prepare_embedded(target, timeout_s)
-        try:
-            return metadata_store.MetadataStore(config, enable_upgrade_migration=enable_upgrade_migration)
-        except (RuntimeError, mlmd_errors.StatusError) as exc:
-            raise _unavailable(target, _embedded_reason(target, exc)) from None
+        return _open_embedded(
+            target,
+            metadata_store.MetadataStore,
+            read_only=read_only,
+            timeout_s=timeout_s,
+            lock_timeout_s=lock_timeout_s,
+        )
     grpc_config = client_config(
         target,
         ca_cert_path=ca_cert_path,

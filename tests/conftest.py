@@ -5,6 +5,11 @@
 * ``sqlite_url``, ``mysql_url``, ``grpc_url`` (and ``grpc_server``) -- one backend each;
 * ``mariadb_server`` -- the MariaDB server at 127.0.0.1:3306 (root, no password) that every
   machine here and CI runs: if it is not reachable the tests that need it FAIL, loudly;
+* ``mlmd_server_factory`` -- ``start(version, backend)``: an MLMD gRPC server of an old
+  ml-metadata release ("1.0.0", "1.5.0", "1.14.0", from the venvs scripts/test.sh installs)
+  or the "current" one, over a fresh SQLite file or MariaDB database; ``versioned_mlmd`` and
+  ``versioned_grpc_url`` are parametrised over all four (SQLite). A missing interpreter or
+  venv FAILS the test;
 * ``shared_dir`` -- the ``shared/`` folder beside the repository.
 """
 
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from sandbox.mlmd_legacy import SERVER_VERSIONS, LegacyServerError, MlmdServer, versioned_server
+from sandbox.mlmd_venvs import MlmdVenvError
 from store.server import MetadataServer
 
 MARIADB_HOST = "127.0.0.1"
@@ -109,13 +116,18 @@ def _drop_stale_databases(server: MariaDB) -> None:
             server.drop_database(name)
 
 
+def new_database_name() -> str:
+    """A database name no other test (or test process) uses; dropped as stale once we exit."""
+    return f"{DB_PREFIX}{os.getpid()}_{next(_db_counter)}"
+
+
 @pytest.fixture
 def mysql_url(mariadb_server: MariaDB) -> Iterator[str]:
     """A fresh, empty MariaDB database for this test as a ``mysql://`` URL; dropped after.
 
     The database itself is not created: MLMD creates it on first connect.
     """
-    name = f"{DB_PREFIX}{os.getpid()}_{next(_db_counter)}"
+    name = new_database_name()
     mariadb_server.drop_database(name)
     yield mariadb_server.url(name)
     mariadb_server.drop_database(name)
@@ -172,3 +184,74 @@ def api() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------- MLMD versions
+
+MLMD_BACKENDS = ("sqlite", "mysql")
+
+
+@dataclass(frozen=True)
+class VersionedMlmd:
+    """A started MLMD server of one version: its ``grpc://`` URL and the store it serves."""
+
+    version: str
+    backend: str
+    url: str
+    store_url: str
+    server: MlmdServer
+
+
+@pytest.fixture
+def mlmd_server_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., VersionedMlmd]]:
+    """``start(version, backend="sqlite")``: a started MLMD server of that version, stopped after.
+
+    ``version`` is "1.0.0", "1.5.0", "1.14.0" (old releases, each in its venv's interpreter)
+    or "current" (the project's server); ``backend`` "sqlite" (a fresh file) or "mysql" (a
+    fresh MariaDB database, created by that version's library, dropped after).
+    """
+    started: list[MlmdServer] = []
+    databases: list[str] = []
+    counter = itertools.count()
+
+    def start(version: str, backend: str = "sqlite") -> VersionedMlmd:
+        assert version in SERVER_VERSIONS, version
+        assert backend in MLMD_BACKENDS, backend
+        if backend == "sqlite":
+            store_url = f"sqlite:///{tmp_path / f'mlmd-{version}-{next(counter)}' / 'metadata.sqlite'}"
+        else:
+            mariadb: MariaDB = request.getfixturevalue("mariadb_server")
+            databases.append(new_database_name())
+            mariadb.drop_database(databases[-1])
+            store_url = mariadb.url(databases[-1])
+        server = versioned_server(version, store_url)
+        try:
+            server.start()
+        except (MlmdVenvError, LegacyServerError) as exc:
+            pytest.fail(f"MLMD {version} server: {exc}", pytrace=False)
+        started.append(server)
+        return VersionedMlmd(version, backend, server.url, store_url, server)
+
+    yield start
+    for server in started:
+        server.stop()
+    if databases:
+        mariadb = request.getfixturevalue("mariadb_server")
+        for name in databases:
+            mariadb.drop_database(name)
+
+
+@pytest.fixture(params=SERVER_VERSIONS, ids=list(SERVER_VERSIONS))
+def versioned_mlmd(
+    request: pytest.FixtureRequest, mlmd_server_factory: Callable[..., VersionedMlmd]
+) -> VersionedMlmd:
+    """An MLMD server of each version in turn ("1.0.0", "1.5.0", "1.14.0", "current") over SQLite."""
+    return mlmd_server_factory(request.param)
+
+
+@pytest.fixture
+def versioned_grpc_url(versioned_mlmd: VersionedMlmd) -> str:
+    """The ``grpc://`` URL of :func:`versioned_mlmd`: each MLMD server version in turn."""
+    return versioned_mlmd.url
