@@ -29,7 +29,7 @@ from sandbox.cluster import RESOURCES, ClusterError
 from sandbox.patching import apply_patch, merge_patch
 from sandbox.selectors import Matcher, combine, parse_field_selector, parse_label_selector
 
-__all__ = ["ListPage", "ObjectStore", "WatchEvent", "Watcher", "dumps"]
+__all__ = ["ListPage", "ObjectStore", "WatchEvent", "Watcher", "dumps", "partial_object"]
 
 Key = tuple[str, str]  # (namespace or "", name)
 
@@ -40,6 +40,17 @@ _GENERATION_RESOURCES = frozenset({"workflows", "workflowtaskresults"})
 def dumps(obj: Any) -> bytes:
     """Compact JSON serialization used for every cached object."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def partial_object(metadata_raw: bytes, api_version: str = "meta.k8s.io/v1") -> bytes:
+    """A serialized ``PartialObjectMetadata`` carrying one object's serialized ``metadata``."""
+    return (
+        b'{"kind":"PartialObjectMetadata","apiVersion":"'
+        + api_version.encode()
+        + b'","metadata":'
+        + metadata_raw
+        + b"}"
+    )
 
 
 def _clone(obj: Any) -> Any:
@@ -68,6 +79,15 @@ class _Entry:
     obj: dict[str, Any]
     raw: bytes
     rv: int
+    meta_raw: bytes | None = None  # serialized obj["metadata"], made on first use
+
+    def metadata_raw(self) -> bytes:
+        """The serialized ``metadata`` (kept: entries are never changed once stored)."""
+        meta = self.meta_raw
+        if meta is None:
+            # Two threads may both build it: same bytes, and the assignment is atomic.
+            meta = self.meta_raw = dumps(self.obj["metadata"])
+        return meta
 
 
 @dataclass(slots=True)
@@ -75,8 +95,7 @@ class _HistoryEvent:
     rv: int
     type: str  # ADDED / MODIFIED / DELETED
     key: Key
-    obj: dict[str, Any]
-    raw: bytes
+    entry: _Entry
     old: dict[str, Any] | None  # previous state for MODIFIED (selector transitions)
 
 
@@ -93,10 +112,17 @@ class WatchEvent:
     type: str
     raw: bytes
     rv: int
+    source: _Entry | None = field(default=None, repr=False, compare=False)  # the stored state
 
     def object(self) -> dict[str, Any]:
         """The event's object decoded from JSON."""
         return json.loads(self.raw)
+
+    def metadata_raw(self) -> bytes:
+        """The serialized ``metadata`` of the event's object (BOOKMARK: just its resourceVersion)."""
+        if self.source is not None:
+            return self.source.metadata_raw()
+        return dumps((self.object() or {}).get("metadata") or {})
 
     def line(self) -> bytes:
         """The event as one line of a Kubernetes watch stream."""
@@ -105,35 +131,57 @@ class WatchEvent:
 
 @dataclass
 class ListPage:
-    """One page of a list: serialized items plus list metadata."""
+    """One page of a list: serialized items plus list metadata.
+
+    With ``metadata_only`` the items are the objects' serialized ``metadata``
+    maps, and :meth:`body` is a ``PartialObjectMetadataList``.
+    """
 
     resource: str
     items: list[bytes]
     resource_version: str
     continue_token: str | None = None
     remaining: int | None = None
+    metadata_only: bool = False
 
-    def body(self) -> bytes:
-        """The complete ``<Kind>List`` JSON document."""
-        _, _, kind, _ = RESOURCES[self.resource]
+    def list_meta(self) -> dict[str, Any]:
+        """The list's ``metadata``: resourceVersion, and continue/remainingItemCount if any."""
         meta: dict[str, Any] = {"resourceVersion": self.resource_version}
         if self.continue_token:
             meta["continue"] = self.continue_token
         if self.remaining is not None:
             meta["remainingItemCount"] = self.remaining
+        return meta
+
+    def body(self, partial_api_version: str = "meta.k8s.io/v1") -> bytes:
+        """The complete ``<Kind>List`` JSON document (or ``PartialObjectMetadataList``).
+
+        ``partial_api_version`` is the ``meta.k8s.io`` version of a metadata-only page.
+        """
+        if self.metadata_only:
+            kind, api_version = b"PartialObjectMetadataList", partial_api_version.encode()
+        else:
+            kind = RESOURCES[self.resource][2].encode() + b"List"
+            api_version = _api_version(self.resource).encode()
         head = (
             b'{"kind":"'
-            + kind.encode()
-            + b'List","apiVersion":"'
-            + _api_version(self.resource).encode()
+            + kind
+            + b'","apiVersion":"'
+            + api_version
             + b'","metadata":'
-            + dumps(meta)
-            + b',"items":['
+            + dumps(self.list_meta())
+            + b',"items":'
         )
-        return head + b",".join(self.items) + b"]}"
+        if not self.metadata_only:
+            return head + b"[" + b",".join(self.items) + b"]}"
+        if not self.items:
+            # The real server converts into a Go slice left nil when nothing matched.
+            return head + b"null}"
+        item_head = b'{"kind":"PartialObjectMetadata","apiVersion":"' + api_version + b'","metadata":'
+        return head + b"[" + item_head + (b"}," + item_head).join(self.items) + b"}]}"
 
     def objects(self) -> list[dict[str, Any]]:
-        """The items decoded from JSON."""
+        """The items decoded from JSON (``metadata`` maps for a metadata-only page)."""
         return [json.loads(b) for b in self.items]
 
 
@@ -271,7 +319,7 @@ class ObjectStore:
         entry: _Entry,
         old: dict[str, Any] | None,
     ) -> None:
-        ev = _HistoryEvent(entry.rv, etype, key, entry.obj, entry.raw, old)
+        ev = _HistoryEvent(entry.rv, etype, key, entry, old)
         hist = self._history[resource]
         hist.append(ev)
         while len(hist) > self._history_size:
@@ -285,7 +333,7 @@ class ObjectStore:
             return
         etype = ev.type
         if w.matcher is not None:
-            now = w.matcher(ev.obj)
+            now = w.matcher(ev.entry.obj)
             if etype == "MODIFIED":
                 was = ev.old is not None and w.matcher(ev.old)
                 if was and not now:
@@ -297,7 +345,7 @@ class ObjectStore:
             elif not now:
                 return
         w.last_rv = ev.rv
-        w.queue.put(WatchEvent(etype, ev.raw, ev.rv))
+        w.queue.put(WatchEvent(etype, ev.entry.raw, ev.rv, ev.entry))
 
     def _ensure_namespace(self, namespace: str) -> None:
         if not namespace:
@@ -451,6 +499,15 @@ class ObjectStore:
         if entry is None:
             raise self._not_found(resource, name)
         return entry.raw
+
+    def get_metadata_raw(self, resource: str, namespace: str | None, name: str) -> bytes:
+        """The object's serialized ``metadata`` only; 404 if absent."""
+        self._check_resource(resource)
+        with self._lock:
+            entry = self._objects[resource].get(self._key(resource, namespace, name))
+        if entry is None:
+            raise self._not_found(resource, name)
+        return entry.metadata_raw()
 
     def list(
         self,
@@ -617,6 +674,7 @@ class ObjectStore:
         field_selector: str | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        metadata_only: bool = False,
     ) -> ListPage:
         """One page of a list, in (namespace, name) order.
 
@@ -624,7 +682,8 @@ class ObjectStore:
         page reports the token's resourceVersion. A token older than the last
         :meth:`compact` raises ``ClusterError(410, Expired)``. The page carries
         ``remaining`` (remainingItemCount) only when no selector is given, as
-        the real server does.
+        the real server does. With ``metadata_only`` the page holds each
+        object's ``metadata`` (same items, order, tokens and counts).
         """
         self._check_resource(resource)
         matcher = combine(parse_label_selector(label_selector), parse_field_selector(field_selector))
@@ -661,7 +720,10 @@ class ObjectStore:
             more = False
             if matcher is None:
                 end = hi if not limit else min(hi, lo + limit)
-                items = [objs[k].raw for k in keys[lo:end]]
+                if metadata_only:
+                    items = [objs[k].metadata_raw() for k in keys[lo:end]]
+                else:
+                    items = [objs[k].raw for k in keys[lo:end]]
                 last = keys[end - 1] if end > lo else None
                 more = end < hi
                 remaining: int | None = hi - end if more else None
@@ -673,11 +735,11 @@ class ObjectStore:
                         if limit and len(items) >= limit:
                             more = True
                             break
-                        items.append(e.raw)
+                        items.append(e.metadata_raw() if metadata_only else e.raw)
                         last = keys[i]
                     i += 1
             token = self.encode_continue(snapshot, last) if more and last is not None else None
-            return ListPage(resource, items, str(snapshot), token, remaining)
+            return ListPage(resource, items, str(snapshot), token, remaining, metadata_only)
 
     def list_bytes(self, resource: str, namespace: str | None = None, **kwargs: Any) -> bytes:
         """Shortcut: ``list_page(...).body()``."""
@@ -717,7 +779,7 @@ class ObjectStore:
                         continue
                     e = self._objects[resource][k]
                     if matcher is None or matcher(e.obj):
-                        w.queue.put(WatchEvent("ADDED", e.raw, e.rv))
+                        w.queue.put(WatchEvent("ADDED", e.raw, e.rv, e))
                 w.last_rv = self._rv
             else:
                 try:
