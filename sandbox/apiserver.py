@@ -11,7 +11,8 @@ Every answer is content-negotiated from the ``Accept`` header as the real
 server does it (:mod:`sandbox.negotiation`): the stored objects, metadata only
 (``as=PartialObjectMetadata`` / ``as=PartialObjectMetadataList``, on get, list,
 watch and the answers to writes), or kubectl's ``as=Table``; 406 NotAcceptable
-when nothing offered is served.
+when nothing offered is served. Writes are recorded in ``metadata.managedFields``
+under ``?fieldManager=`` or the User-Agent's first word (:mod:`sandbox.managedfields`).
 
 It also offers, from Python and over ``/_sandbox/...`` admin endpoints:
 request counting, traffic counting (requests and body bytes per verb,
@@ -44,8 +45,17 @@ import yaml
 
 from sandbox.cluster import RESOURCES, ClusterError
 from sandbox.faults import FaultInjector, HangHandle, RequestInfo
+from sandbox.managedfields import manager_from_user_agent
 from sandbox.negotiation import Representation, mismatch, negotiate, not_acceptable
-from sandbox.objectstore import ObjectStore, Watcher, WatchEvent, dumps, partial_object, status_body
+from sandbox.objectstore import (
+    CUSTOM_GROUPS,
+    ObjectStore,
+    Watcher,
+    WatchEvent,
+    dumps,
+    partial_object,
+    status_body,
+)
 from sandbox.rbac import Authorizer
 from sandbox.tables import table
 from sandbox.traffic import RequestKind, Served, TrafficMeter
@@ -67,7 +77,6 @@ _SHORT_NAMES: dict[str, list[str]] = {
 _SUBRESOURCES: dict[str, list[str]] = {"pods": ["status"], "workflows": ["status"]}
 _ALL_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SMALL_ANSWER = 256 * 1024  # answers up to this size go out with their head in one write
-_CUSTOM = {"argoproj.io"}  # groups served as custom resources (no strategic merge)
 
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
@@ -642,7 +651,7 @@ class ApiServer:
                 entry["shortNames"] = _SHORT_NAMES[plural]
             if plural == "pods":
                 entry["categories"] = ["all"]
-            if g in _CUSTOM:
+            if g in CUSTOM_GROUPS:
                 entry["categories"] = ["all", "argo"] if plural == "workflows" else ["argo"]
             resources.append(entry)
             for sub in _SUBRESOURCES.get(plural, []):
@@ -793,6 +802,8 @@ class ApiServer:
             raise not_acceptable()  # before anything is read or written, as the real server does
         store = self.store
         res = route.resource
+        # who managedFields records this write under, as the real server names it
+        manager = query.get("fieldManager") or manager_from_user_agent(h.headers.get("User-Agent"))
         try:
             if verb == "get":
                 self._get(h, route, wanted, query)
@@ -802,7 +813,7 @@ class ApiServer:
                 self._watch(h, route, wanted, query)
             elif verb == "create":
                 obj = self._json(body)
-                raw = store.create_raw(res, obj, namespace=route.namespace)
+                raw = store.create_raw(res, obj, namespace=route.namespace, manager=manager)
                 self._send_object(h, 201, raw, route, wanted, query)
             elif verb == "update":
                 obj = self._json(body)
@@ -812,22 +823,29 @@ class ApiServer:
                     namespace=route.namespace,
                     name=route.name,
                     subresource=route.subresource or None,
+                    manager=manager,
                 )
                 self._send_object(h, 200, raw, route, wanted, query)
             elif verb == "patch":
                 ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
                 ptype = _PATCH_TYPES.get(ctype)
-                if ptype is None or (ptype == "strategic" and group in _CUSTOM):
+                if ptype is None or (ptype == "strategic" and group in CUSTOM_GROUPS):
                     raise ClusterError(
                         415,
                         "UnsupportedMediaType",
                         "the body of the request was in an unknown format - accepted media "
                         "types include: application/json-patch+json, "
                         "application/merge-patch+json"
-                        + ("" if group in _CUSTOM else ", application/strategic-merge-patch+json"),
+                        + ("" if group in CUSTOM_GROUPS else ", application/strategic-merge-patch+json"),
                     )
                 raw = store.patch_raw(
-                    res, route.namespace, route.name or "", self._json(body), ptype, route.subresource or None
+                    res,
+                    route.namespace,
+                    route.name or "",
+                    self._json(body),
+                    ptype,
+                    route.subresource or None,
+                    manager,
                 )
                 self._send_object(h, 200, raw, route, wanted, query)
             elif verb == "delete":

@@ -121,10 +121,9 @@ def _representation(clause: _Clause, media_type: str) -> Representation | None:
     if clause.q <= 0:
         return None  # q=0: the client refuses this media range
     served_type, _, served_subtype = media_type.partition("/")
-    if clause.type not in ("*", served_type) or (
-        clause.type != "*" and clause.subtype not in ("*", served_subtype)
-    ):
-        return None
+    exact_type = clause.type == served_type and clause.subtype in ("*", served_subtype)
+    if not exact_type and (clause.type, clause.subtype) != ("*", "*"):
+        return None  # "*/json" matches nothing, as in Kubernetes' negotiation
     params = clause.params
     if params.get("stream") not in (None, "", "watch"):
         return None

@@ -26,15 +26,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.cluster import RESOURCES, ClusterError
+from sandbox.managedfields import updated_entries
 from sandbox.patching import apply_patch, merge_patch
 from sandbox.selectors import Matcher, combine, parse_field_selector, parse_label_selector
 
-__all__ = ["ListPage", "ObjectStore", "WatchEvent", "Watcher", "dumps", "partial_object"]
+__all__ = ["CUSTOM_GROUPS", "ListPage", "ObjectStore", "WatchEvent", "Watcher", "dumps", "partial_object"]
 
 Key = tuple[str, str]  # (namespace or "", name)
 
 # resources whose metadata.generation is tracked (custom resources, as in k8s)
 _GENERATION_RESOURCES = frozenset({"workflows", "workflowtaskresults"})
+# API groups served as custom resources (CRDs): no strategic merge, opaque top-level fields
+CUSTOM_GROUPS = frozenset({"argoproj.io"})
 
 
 def dumps(obj: Any) -> bytes:
@@ -261,10 +264,22 @@ class ObjectStore:
             older ones are dropped (a watch from before them gets 410).
         auto_namespaces: create a Namespace object the first time an object
             is stored in an unknown namespace (instead of rejecting it).
+        managed_fields: keep ``metadata.managedFields`` on every write, as a
+            real API server does (:mod:`sandbox.managedfields`).
+        default_manager: the manager that writes made in process (the
+            simulator's, a test's) are recorded under when they name none.
     """
 
-    def __init__(self, history_size: int = 100_000, auto_namespaces: bool = True) -> None:
+    def __init__(
+        self,
+        history_size: int = 100_000,
+        auto_namespaces: bool = True,
+        managed_fields: bool = True,
+        default_manager: str = "sandbox",
+    ) -> None:
         self._lock = threading.RLock()
+        self.managed_fields = managed_fields
+        self.default_manager = default_manager
         self._rv = 0
         self._history_size = history_size
         self._auto_namespaces = auto_namespaces
@@ -366,7 +381,7 @@ class ObjectStore:
             },
         )
 
-    def _insert(self, resource: str, obj: dict[str, Any]) -> _Entry:
+    def _insert(self, resource: str, obj: dict[str, Any], manager: str | None = None) -> _Entry:
         group, version, kind, namespaced = RESOURCES[resource]
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -409,6 +424,7 @@ class ObjectStore:
         if resource in _GENERATION_RESOURCES:
             meta.setdefault("generation", 1)
         meta.pop("deletionTimestamp", None)
+        self._set_managed_fields(resource, {}, obj, manager, None)
         entry = _Entry(obj, dumps(obj), rv)
         objs[key] = entry
         keys = self._sorted[resource]
@@ -417,6 +433,33 @@ class ObjectStore:
         self._record(resource, "ADDED", key, entry, None)
         return entry
 
+    def _set_managed_fields(
+        self,
+        resource: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        manager: str | None,
+        subresource: str | None,
+    ) -> None:
+        """Record ``manager``'s write of ``new`` over ``old`` in ``new``'s metadata (kept last)."""
+        meta = new["metadata"]
+        if not self.managed_fields:
+            meta.pop("managedFields", None)
+            return
+        group = RESOURCES[resource][0]
+        entries = updated_entries(
+            old,
+            new,
+            manager=self.default_manager if manager is None else manager,
+            api_version=_api_version(resource),
+            now=_now(),
+            custom=group in CUSTOM_GROUPS,
+            subresource=subresource,
+        )
+        meta.pop("managedFields", None)
+        if entries:
+            meta["managedFields"] = entries
+
     def _store_update(
         self,
         resource: str,
@@ -424,6 +467,7 @@ class ObjectStore:
         old: _Entry,
         new_obj: dict[str, Any],
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> _Entry:
         """Validate and commit ``new_obj`` as the next state of ``key``."""
         old_meta = old.obj["metadata"]
@@ -453,6 +497,7 @@ class ObjectStore:
             if subresource is None and spec_part(new_obj) != spec_part(old.obj):
                 gen += 1
             meta["generation"] = gen
+        self._set_managed_fields(resource, old.obj, new_obj, manager, subresource)
         rv = self._next_rv()
         meta["resourceVersion"] = str(rv)
         raw = dumps(new_obj)
@@ -462,11 +507,21 @@ class ObjectStore:
         return entry
 
     # --------------------------------------------------------- Cluster protocol
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store a new object; assigns uid/resourceVersion/creationTimestamp."""
-        return json.loads(self.create_raw(resource, obj))
+    def create(self, resource: str, obj: dict[str, Any], manager: str | None = None) -> dict[str, Any]:
+        """Store a new object; assigns uid/resourceVersion/creationTimestamp.
 
-    def create_raw(self, resource: str, obj: dict[str, Any], namespace: str | None = None) -> bytes:
+        ``manager`` is who the write is recorded under in ``managedFields``
+        (the store's ``default_manager`` if None); the same holds for every write.
+        """
+        return json.loads(self.create_raw(resource, obj, manager=manager))
+
+    def create_raw(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+        manager: str | None = None,
+    ) -> bytes:
         """Like :meth:`create` but returns the serialized object.
 
         ``namespace`` (the URL's namespace) overrides/fills ``metadata.namespace``.
@@ -485,7 +540,7 @@ class ObjectStore:
         if isinstance(obj.get("metadata"), dict):
             obj["metadata"].pop("resourceVersion", None)
         with self._lock:
-            return self._insert(resource, obj).raw
+            return self._insert(resource, obj, manager).raw
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Return a copy of one object; 404 if absent."""
@@ -528,9 +583,10 @@ class ObjectStore:
         patch: Any,
         patch_type: str = "merge",
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """Apply a ``merge``/``strategic``/``json`` patch; 409 on a stale resourceVersion."""
-        return json.loads(self.patch_raw(resource, namespace, name, patch, patch_type, subresource))
+        return json.loads(self.patch_raw(resource, namespace, name, patch, patch_type, subresource, manager))
 
     def patch_raw(
         self,
@@ -540,6 +596,7 @@ class ObjectStore:
         patch: Any,
         patch_type: str = "merge",
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> bytes:
         """Like :meth:`patch` but returns the serialized object."""
         self._check_resource(resource)
@@ -568,11 +625,17 @@ class ObjectStore:
                 raise self._conflict(resource, name)
             if meta.get("uid") not in (None, old.obj["metadata"].get("uid")):
                 raise self._conflict(resource, name)
-            return self._store_update(resource, key, old, new, subresource).raw
+            return self._store_update(resource, key, old, new, subresource, manager).raw
 
-    def replace(self, resource: str, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
+    def replace(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        subresource: str | None = None,
+        manager: str | None = None,
+    ) -> dict[str, Any]:
         """Replace an object; 409 Conflict if ``metadata.resourceVersion`` is stale."""
-        return json.loads(self.replace_raw(resource, obj, subresource=subresource))
+        return json.loads(self.replace_raw(resource, obj, subresource=subresource, manager=manager))
 
     def replace_raw(
         self,
@@ -581,6 +644,7 @@ class ObjectStore:
         namespace: str | None = None,
         name: str | None = None,
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> bytes:
         """Like :meth:`replace`; ``namespace``/``name`` are the URL's (checked against the body)."""
         self._check_resource(resource)
@@ -603,7 +667,7 @@ class ObjectStore:
             rv = meta.get("resourceVersion")
             if rv not in (None, "") and str(rv) != str(old.rv):
                 raise self._conflict(resource, name)
-            return self._store_update(resource, key, old, obj, subresource).raw
+            return self._store_update(resource, key, old, obj, subresource, manager).raw
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Delete an object (no cascading) and return its last state; 404 if absent."""

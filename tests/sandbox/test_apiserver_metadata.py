@@ -369,7 +369,8 @@ def test_traffic_counts_add_up(api: ApiServer, v1: client.CoreV1Api) -> None:
         ("watch", "pods", "metadata"): (1, len(stream)),
     }
     full, meta = sum(received["full"]), sum(received["metadata"])
-    assert meta < full / 3, (meta, full)  # the ARGO_TEMPLATEs in the spec and the status stay home
+    # spec (ARGO_TEMPLATE three times) and status stay home; managedFields come along, as for real
+    assert meta < full * 0.6, (meta, full)
     # the admin endpoint says the same, and a DELETE zeroes it (request counts stay)
     rows = {(r["verb"], r["resource"], r["view"]): (r["requests"], r["bytes"])
             for r in _admin_traffic(api)["traffic"]}

@@ -36,3 +36,9 @@ def test_kind_must_fit_the_answer() -> None:
 def test_any_header_gets_an_answer(header: str) -> None:
     found = negotiate(header)
     assert found is None or found.view in ("full", "metadata", "table")
+
+
+def test_only_full_wildcards() -> None:
+    assert negotiate("*/json") is None
+    assert negotiate("text/*") is None
+    assert negotiate("application/*") == AS_STORED
