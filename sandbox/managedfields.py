@@ -365,8 +365,8 @@ def _base_entries(
 ) -> list[dict[str, Any]]:
     """The entries a write starts from: those sent with it, unless absent, unreadable or sent to a
     subresource (then the stored ones); ``[]`` resets them."""
-    if subresource:
-        return list(live or [])
+    if subresource or sent is live or (live and sent == live):
+        return list(live or [])  # sent back as read (or not at all): nothing to check
     if _is_reset(sent):
         return []
     if _well_formed(sent):

@@ -26,6 +26,7 @@ passes negotiation and fails with 406 only when the answer is converted
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sandbox.cluster import ClusterError
@@ -135,6 +136,7 @@ def _representation(clause: _Clause, media_type: str) -> Representation | None:
     return Representation(kind, version)
 
 
+@functools.lru_cache(maxsize=512)  # clients send the same few headers on every request
 def negotiate(accept: str | None) -> Representation | None:
     """The representation an ``Accept`` header asks for; None when nothing offered can be served.
 
