@@ -2,14 +2,23 @@
 
 ``ApiServer`` serves an :class:`~sandbox.objectstore.ObjectStore` on
 127.0.0.1 so that the official ``kubernetes`` Python client and ``kubectl``
-work unchanged: discovery, get/list (pagination, selectors, Table output),
-watch (resume, bookmarks, 410 Expired, timeouts), create, update with
-resourceVersion preconditions, merge / strategic-merge / JSON patches and
-delete, for the resources in :data:`sandbox.cluster.RESOURCES`.
+work unchanged: discovery, get/list (pagination, selectors), watch (resume,
+bookmarks, 410 Expired, timeouts), create, update with resourceVersion
+preconditions, merge / strategic-merge / JSON patches and delete, for the
+resources in :data:`sandbox.cluster.RESOURCES`.
+
+Every answer is content-negotiated from the ``Accept`` header as the real
+server does it (:mod:`sandbox.negotiation`): the stored objects, metadata only
+(``as=PartialObjectMetadata`` / ``as=PartialObjectMetadataList``, on get, list,
+watch and the answers to writes), or kubectl's ``as=Table``; 406 NotAcceptable
+when nothing offered is served. Writes are recorded in ``metadata.managedFields``
+under ``?fieldManager=`` or the User-Agent's first word (:mod:`sandbox.managedfields`).
 
 It also offers, from Python and over ``/_sandbox/...`` admin endpoints:
-request counting, fault injection (failures, latency, hangs, cut watches,
-compaction, stop/start on the same port) and optional RBAC enforcement.
+request counting, traffic counting (requests and body bytes per verb,
+resource and view: ``/_sandbox/traffic``), fault injection (failures,
+latency, hangs, cut watches, compaction, stop/start on the same port) and
+optional RBAC enforcement.
 
 Example::
 
@@ -27,7 +36,6 @@ import json
 import socket
 import threading
 import time
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,8 +45,20 @@ import yaml
 
 from sandbox.cluster import RESOURCES, ClusterError
 from sandbox.faults import FaultInjector, HangHandle, RequestInfo
-from sandbox.objectstore import ObjectStore, Watcher, dumps, status_body
+from sandbox.managedfields import manager_from_user_agent
+from sandbox.negotiation import Representation, mismatch, negotiate, not_acceptable
+from sandbox.objectstore import (
+    CUSTOM_GROUPS,
+    ObjectStore,
+    Watcher,
+    WatchEvent,
+    dumps,
+    partial_object,
+    status_body,
+)
 from sandbox.rbac import Authorizer
+from sandbox.tables import table
+from sandbox.traffic import RequestKind, Served, TrafficMeter
 
 __all__ = ["ADMIN_TOKEN", "ApiServer"]
 
@@ -57,30 +77,12 @@ _SHORT_NAMES: dict[str, list[str]] = {
 _SUBRESOURCES: dict[str, list[str]] = {"pods": ["status"], "workflows": ["status"]}
 _ALL_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SMALL_ANSWER = 256 * 1024  # answers up to this size go out with their head in one write
-_CUSTOM = {"argoproj.io"}  # groups served as custom resources (no strategic merge)
 
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/strategic-merge-patch+json": "strategic",
     "application/json-patch+json": "json",
 }
-
-
-def _age(ts: str | None, now: float) -> str:
-    if not ts:
-        return "<unknown>"
-    try:
-        t = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return "<unknown>"
-    s = max(0, int(now - t))
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
 
 
 class _Route:
@@ -124,6 +126,7 @@ def _parse_route(path: str) -> _Route | None:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer  # type: ignore[assignment]
+    traffic_kind: RequestKind | None = None  # what this request's body bytes count towards
 
     # silence the default stderr access log
     def log_message(self, format: str, *args: Any) -> None:
@@ -171,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.traffic_kind is not None:
+            self.server.api.traffic_meter.sent(self.traffic_kind, len(body))
         if self.command != "HEAD" and len(body) <= _SMALL_ANSWER:
             # Head and body in one write: one segment for a small answer instead of two.
             self._headers_buffer.append(b"\r\n" + body)
@@ -228,6 +233,7 @@ class ApiServer:
         self._tokens: dict[str, str] = {ADMIN_TOKEN: ADMIN_USER}
         self._watches_started = 0
         self._nonresource: collections.Counter[str] = collections.Counter()
+        self.traffic_meter = TrafficMeter()
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -350,10 +356,26 @@ class ApiServer:
             return self._counts.get((verb, resource), 0)
 
     def reset_counts(self) -> None:
-        """Zero all request counters."""
+        """Zero all request counters, the traffic counts (:meth:`traffic`) included."""
         with self._lock:
             self._counts.clear()
             self._nonresource.clear()
+        self.traffic_meter.reset()
+
+    def traffic(self) -> dict[RequestKind, Served]:
+        """Requests and body bytes served by (verb, resource, view) since the last reset.
+
+        ``view`` is ``full``, ``metadata`` (PartialObjectMetadata/List), ``table``
+        or ``none`` (406: the Accept header offered nothing served); see
+        :mod:`sandbox.traffic`. Example::
+
+            api.traffic()[("list", "pods", "metadata")].bytes
+        """
+        return self.traffic_meter.snapshot()
+
+    def reset_traffic(self) -> None:
+        """Zero the traffic counts only (request counts stay)."""
+        self.traffic_meter.reset()
 
     def nonresource_counts(self) -> dict[str, int]:
         """Discovery/other non-resource requests by ``"METHOD /path"``."""
@@ -492,6 +514,7 @@ class ApiServer:
         return h.rfile.read(n) if n else b""
 
     def _handle(self, h: _Handler, method: str) -> None:
+        h.traffic_kind = None  # the connection may have served another request before
         try:
             url = urlsplit(h.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -628,7 +651,7 @@ class ApiServer:
                 entry["shortNames"] = _SHORT_NAMES[plural]
             if plural == "pods":
                 entry["categories"] = ["all"]
-            if g in _CUSTOM:
+            if g in CUSTOM_GROUPS:
                 entry["categories"] = ["all", "argo"] if plural == "workflows" else ["argo"]
             resources.append(entry)
             for sub in _SUBRESOURCES.get(plural, []):
@@ -660,6 +683,14 @@ class ApiServer:
             h.send_bytes(200, dumps({"counts": counts}))
         elif path == "/_sandbox/counts" and method == "DELETE":
             self.reset_counts()
+            h.send_bytes(200, b"{}")
+        elif path == "/_sandbox/traffic" and method == "GET":
+            traffic = [
+                {**k._asdict(), **v._asdict()} for k, v in sorted(self.traffic().items())
+            ]
+            h.send_bytes(200, dumps({"traffic": traffic}))
+        elif path == "/_sandbox/traffic" and method == "DELETE":
+            self.reset_traffic()
             h.send_bytes(200, b"{}")
         elif path == "/_sandbox/denied" and method == "GET":
             h.send_bytes(200, dumps({"denied": self.denied}))
@@ -747,6 +778,9 @@ class ApiServer:
         counted = f"{route.resource}/{route.subresource}" if route.subresource else route.resource
         with self._lock:
             self._counts[(verb, counted)] += 1
+        wanted = negotiate(h.headers.get("Accept"))
+        h.traffic_kind = RequestKind(verb, counted, wanted.view if wanted is not None else "none")
+        self.traffic_meter.request(h.traffic_kind)
         failure = self.faults.before_request(info, time.sleep)
         if failure is not None:
             self._error(
@@ -764,20 +798,23 @@ class ApiServer:
                 return
         if namespaced and route.name and route.namespace is None:
             raise ClusterError(404, "NotFound", "the server could not find the requested resource")
+        if wanted is None:
+            raise not_acceptable()  # before anything is read or written, as the real server does
         store = self.store
         res = route.resource
+        # who managedFields records this write under, as the real server names it
+        manager = query.get("fieldManager") or manager_from_user_agent(h.headers.get("User-Agent"))
         try:
             if verb == "get":
-                raw = store.get_raw(res, route.namespace, route.name or "")
-                self._send_object(h, 200, raw, res, query)
+                self._get(h, route, wanted, query)
             elif verb == "list":
-                self._list(h, route, query)
+                self._list(h, route, wanted, query)
             elif verb == "watch":
-                self._watch(h, route, query)
+                self._watch(h, route, wanted, query)
             elif verb == "create":
                 obj = self._json(body)
-                raw = store.create_raw(res, obj, namespace=route.namespace)
-                h.send_bytes(201, raw)
+                raw = store.create_raw(res, obj, namespace=route.namespace, manager=manager)
+                self._send_object(h, 201, raw, route, wanted, query)
             elif verb == "update":
                 obj = self._json(body)
                 raw = store.replace_raw(
@@ -786,24 +823,31 @@ class ApiServer:
                     namespace=route.namespace,
                     name=route.name,
                     subresource=route.subresource or None,
+                    manager=manager,
                 )
-                h.send_bytes(200, raw)
+                self._send_object(h, 200, raw, route, wanted, query)
             elif verb == "patch":
                 ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
                 ptype = _PATCH_TYPES.get(ctype)
-                if ptype is None or (ptype == "strategic" and group in _CUSTOM):
+                if ptype is None or (ptype == "strategic" and group in CUSTOM_GROUPS):
                     raise ClusterError(
                         415,
                         "UnsupportedMediaType",
                         "the body of the request was in an unknown format - accepted media "
                         "types include: application/json-patch+json, "
                         "application/merge-patch+json"
-                        + ("" if group in _CUSTOM else ", application/strategic-merge-patch+json"),
+                        + ("" if group in CUSTOM_GROUPS else ", application/strategic-merge-patch+json"),
                     )
                 raw = store.patch_raw(
-                    res, route.namespace, route.name or "", self._json(body), ptype, route.subresource or None
+                    res,
+                    route.namespace,
+                    route.name or "",
+                    self._json(body),
+                    ptype,
+                    route.subresource or None,
+                    manager,
                 )
-                h.send_bytes(200, raw)
+                self._send_object(h, 200, raw, route, wanted, query)
             elif verb == "delete":
                 opts = self._json(body) if body.strip() else {}
                 pre = (opts or {}).get("preconditions") or {}
@@ -814,13 +858,14 @@ class ApiServer:
                     precondition_rv=pre.get("resourceVersion"),
                     precondition_uid=pre.get("uid"),
                 )
-                h.send_bytes(200, raw)
+                self._send_object(h, 200, raw, route, wanted, query)
             else:
                 raise ClusterError(
                     405, "MethodNotAllowed", f"{verb} is not supported on {res} by the sandbox"
                 )
         except ClusterError as e:
-            self._error(h, e, route)
+            # A 406 Status names no object, as the real server's does not.
+            self._error(h, e, route if e.status != 406 else None)
 
     @staticmethod
     def _json(body: bytes) -> Any:
@@ -829,92 +874,47 @@ class ApiServer:
         except ValueError as e:
             raise ClusterError(400, "BadRequest", f"invalid JSON body: {e}") from None
 
+    # -- answers in the negotiated representation
     @staticmethod
-    def _wants_table(h: _Handler) -> bool:
-        accept = h.headers.get("Accept") or ""
-        first = accept.split(",")[0]
-        return "as=Table" in first
+    def _check_fits(wanted: Representation, route: _Route, is_list: bool) -> None:
+        group, _, kind, _ = RESOURCES[route.resource]
+        error = mismatch(wanted, group, kind, is_list)
+        if error is not None:
+            raise error
 
-    def _send_object(self, h: _Handler, code: int, raw: bytes, resource: str, query: dict[str, str]) -> None:
-        if self._wants_table(h):
-            h.send_bytes(code, dumps(self._table(resource, [json.loads(raw)], query, {})))
-        else:
+    def _get(self, h: _Handler, route: _Route, wanted: Representation, query: dict[str, str]) -> None:
+        name = route.name or ""
+        if wanted.metadata_only:
+            meta = self.store.get_metadata_raw(route.resource, route.namespace, name)
+            self._check_fits(wanted, route, is_list=False)
+            h.send_bytes(200, partial_object(meta, wanted.api_version))
+            return
+        raw = self.store.get_raw(route.resource, route.namespace, name)
+        self._send_object(h, 200, raw, route, wanted, query)
+
+    def _send_object(
+        self,
+        h: _Handler,
+        code: int,
+        raw: bytes,
+        route: _Route,
+        wanted: Representation,
+        query: dict[str, str],
+    ) -> None:
+        """Send one object (a get's, or a write's answer) as the client asked for it."""
+        if wanted.kind == "":
             h.send_bytes(code, raw)
+            return
+        self._check_fits(wanted, route, is_list=False)
+        obj = json.loads(raw)
+        if wanted.metadata_only:
+            h.send_bytes(code, partial_object(dumps(obj.get("metadata") or {}), wanted.api_version))
+            return
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        meta = {"resourceVersion": rv} if rv else {}
+        h.send_bytes(code, dumps(table(route.resource, [obj], query, meta, wanted.api_version)))
 
-    # -- table output for kubectl
-    @staticmethod
-    def _table(
-        resource: str, objs: list[dict[str, Any]], query: dict[str, str], list_meta: dict[str, Any]
-    ) -> dict[str, Any]:
-        now = time.time()
-        cols = [
-            {
-                "name": "Name",
-                "type": "string",
-                "format": "name",
-                "description": "Name must be unique within a namespace.",
-                "priority": 0,
-            }
-        ]
-        if resource == "pods":
-            cols += [
-                {"name": "Ready", "type": "string", "format": "", "description": "ready", "priority": 0},
-                {"name": "Status", "type": "string", "format": "", "description": "phase", "priority": 0},
-                {
-                    "name": "Restarts",
-                    "type": "string",
-                    "format": "",
-                    "description": "restarts",
-                    "priority": 0,
-                },
-            ]
-        elif resource == "workflows":
-            cols.append(
-                {
-                    "name": "Status",
-                    "type": "string",
-                    "format": "",
-                    "description": "Status of the workflow",
-                    "priority": 0,
-                }
-            )
-        cols.append(
-            {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}
-        )
-        include = query.get("includeObject", "Metadata")
-        rows = []
-        for o in objs:
-            meta = o.get("metadata") or {}
-            cells: list[Any] = [meta.get("name", "")]
-            status = o.get("status") or {}
-            if resource == "pods":
-                cs = status.get("containerStatuses") or []
-                total = len((o.get("spec") or {}).get("containers") or []) or len(cs)
-                ready = sum(1 for c in cs if c.get("ready"))
-                restarts = sum(int(c.get("restartCount") or 0) for c in cs)
-                cells += [f"{ready}/{total}", status.get("phase", "Pending"), str(restarts)]
-            elif resource == "workflows":
-                cells.append(status.get("phase", ""))
-            cells.append(_age(meta.get("creationTimestamp"), now))
-            row: dict[str, Any] = {"cells": cells}
-            if include == "Object":
-                row["object"] = o
-            elif include != "None":
-                row["object"] = {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": meta,
-                }
-            rows.append(row)
-        return {
-            "kind": "Table",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_meta,
-            "columnDefinitions": cols,
-            "rows": rows,
-        }
-
-    def _list(self, h: _Handler, route: _Route, query: dict[str, str]) -> None:
+    def _list(self, h: _Handler, route: _Route, wanted: Representation, query: dict[str, str]) -> None:
         limit_s = query.get("limit") or ""
         try:
             limit = int(limit_s) if limit_s else None
@@ -927,16 +927,14 @@ class ApiServer:
             field_selector=query.get("fieldSelector"),
             limit=limit if limit and limit > 0 else None,
             continue_token=query.get("continue") or None,
+            metadata_only=wanted.kind == "PartialObjectMetadataList",
         )
-        if self._wants_table(h):
-            meta: dict[str, Any] = {"resourceVersion": page.resource_version}
-            if page.continue_token:
-                meta["continue"] = page.continue_token
-            if page.remaining is not None:
-                meta["remainingItemCount"] = page.remaining
-            h.send_bytes(200, dumps(self._table(route.resource, page.objects(), query, meta)))
+        self._check_fits(wanted, route, is_list=True)
+        if wanted.kind == "Table":
+            tbl = table(route.resource, page.objects(), query, page.list_meta(), wanted.api_version)
+            h.send_bytes(200, dumps(tbl))
         else:
-            h.send_bytes(200, page.body())
+            h.send_bytes(200, page.body(wanted.api_version))
 
     # -- watch
     def _end_and_drop(self, h: _Handler) -> None:
@@ -957,10 +955,32 @@ class ApiServer:
         h.close_connection = True
 
     def _write_chunk(self, h: _Handler, data: bytes) -> None:
+        if h.traffic_kind is not None:
+            self.traffic_meter.sent(h.traffic_kind, len(data))
         h.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
 
-    def _watch(self, h: _Handler, route: _Route, query: dict[str, str]) -> None:
-        table = self._wants_table(h)
+    @staticmethod
+    def _event_line(
+        ev: WatchEvent, route: _Route, wanted: Representation, query: dict[str, str]
+    ) -> bytes:
+        """One watch event as the client asked for it.
+
+        As on the real server, every event's object is converted, BOOKMARKs
+        included, except error Statuses; a conversion that does not fit one
+        object (``PartialObjectMetadataList``) leaves the object as stored.
+        """
+        if wanted.kind == "PartialObjectMetadata" and ev.type != "ERROR":
+            obj = partial_object(ev.metadata_raw(), wanted.api_version)
+            return b'{"type":"' + ev.type.encode() + b'","object":' + obj + b"}\n"
+        if wanted.kind == "Table" and ev.type in ("ADDED", "MODIFIED", "DELETED"):
+            meta = {"resourceVersion": str(ev.rv)}
+            tbl = table(route.resource, [ev.object()], query, meta, wanted.api_version)
+            return b'{"type":"' + ev.type.encode() + b'","object":' + dumps(tbl) + b"}\n"
+        return ev.line()
+
+    def _watch(self, h: _Handler, route: _Route, wanted: Representation, query: dict[str, str]) -> None:
+        if wanted.kind == "Table":
+            table(route.resource, [], query, {})  # a bad includeObject is a 400 before the stream starts
         try:
             w = self.store.watch(
                 route.resource,
@@ -1017,13 +1037,7 @@ class ApiServer:
                 if ev.type == "CLOSED":
                     clean = False
                     break
-                if table and ev.type in ("ADDED", "MODIFIED", "DELETED"):
-                    obj = json.loads(ev.raw)
-                    tbl = self._table(route.resource, [obj], query, {"resourceVersion": str(ev.rv)})
-                    line = b'{"type":"' + ev.type.encode() + b'","object":' + dumps(tbl) + b"}\n"
-                else:
-                    line = ev.line()
-                self._write_chunk(h, line)
+                self._write_chunk(h, self._event_line(ev, route, wanted, query))
             # unregister before the client can see the end of the stream
             self._end_watch(w)
             if clean:

@@ -26,20 +26,34 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.cluster import RESOURCES, ClusterError
+from sandbox.managedfields import updated_entries
 from sandbox.patching import apply_patch, merge_patch
 from sandbox.selectors import Matcher, combine, parse_field_selector, parse_label_selector
 
-__all__ = ["ListPage", "ObjectStore", "WatchEvent", "Watcher", "dumps"]
+__all__ = ["CUSTOM_GROUPS", "ListPage", "ObjectStore", "WatchEvent", "Watcher", "dumps", "partial_object"]
 
 Key = tuple[str, str]  # (namespace or "", name)
 
 # resources whose metadata.generation is tracked (custom resources, as in k8s)
 _GENERATION_RESOURCES = frozenset({"workflows", "workflowtaskresults"})
+# API groups served as custom resources (CRDs): no strategic merge, opaque top-level fields
+CUSTOM_GROUPS = frozenset({"argoproj.io"})
 
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON serialization used for every cached object."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def partial_object(metadata_raw: bytes, api_version: str = "meta.k8s.io/v1") -> bytes:
+    """A serialized ``PartialObjectMetadata`` carrying one object's serialized ``metadata``."""
+    return (
+        b'{"kind":"PartialObjectMetadata","apiVersion":"'
+        + api_version.encode()
+        + b'","metadata":'
+        + metadata_raw
+        + b"}"
+    )
 
 
 def _clone(obj: Any) -> Any:
@@ -68,6 +82,15 @@ class _Entry:
     obj: dict[str, Any]
     raw: bytes
     rv: int
+    meta_raw: bytes | None = None  # serialized obj["metadata"], made on first use
+
+    def metadata_raw(self) -> bytes:
+        """The serialized ``metadata`` (kept: entries are never changed once stored)."""
+        meta = self.meta_raw
+        if meta is None:
+            # Two threads may both build it: same bytes, and the assignment is atomic.
+            meta = self.meta_raw = dumps(self.obj["metadata"])
+        return meta
 
 
 @dataclass(slots=True)
@@ -75,8 +98,7 @@ class _HistoryEvent:
     rv: int
     type: str  # ADDED / MODIFIED / DELETED
     key: Key
-    obj: dict[str, Any]
-    raw: bytes
+    entry: _Entry
     old: dict[str, Any] | None  # previous state for MODIFIED (selector transitions)
 
 
@@ -93,10 +115,17 @@ class WatchEvent:
     type: str
     raw: bytes
     rv: int
+    source: _Entry | None = field(default=None, repr=False, compare=False)  # the stored state
 
     def object(self) -> dict[str, Any]:
         """The event's object decoded from JSON."""
         return json.loads(self.raw)
+
+    def metadata_raw(self) -> bytes:
+        """The serialized ``metadata`` of the event's object (BOOKMARK: just its resourceVersion)."""
+        if self.source is not None:
+            return self.source.metadata_raw()
+        return dumps((self.object() or {}).get("metadata") or {})
 
     def line(self) -> bytes:
         """The event as one line of a Kubernetes watch stream."""
@@ -105,35 +134,57 @@ class WatchEvent:
 
 @dataclass
 class ListPage:
-    """One page of a list: serialized items plus list metadata."""
+    """One page of a list: serialized items plus list metadata.
+
+    With ``metadata_only`` the items are the objects' serialized ``metadata``
+    maps, and :meth:`body` is a ``PartialObjectMetadataList``.
+    """
 
     resource: str
     items: list[bytes]
     resource_version: str
     continue_token: str | None = None
     remaining: int | None = None
+    metadata_only: bool = False
 
-    def body(self) -> bytes:
-        """The complete ``<Kind>List`` JSON document."""
-        _, _, kind, _ = RESOURCES[self.resource]
+    def list_meta(self) -> dict[str, Any]:
+        """The list's ``metadata``: resourceVersion, and continue/remainingItemCount if any."""
         meta: dict[str, Any] = {"resourceVersion": self.resource_version}
         if self.continue_token:
             meta["continue"] = self.continue_token
         if self.remaining is not None:
             meta["remainingItemCount"] = self.remaining
+        return meta
+
+    def body(self, partial_api_version: str = "meta.k8s.io/v1") -> bytes:
+        """The complete ``<Kind>List`` JSON document (or ``PartialObjectMetadataList``).
+
+        ``partial_api_version`` is the ``meta.k8s.io`` version of a metadata-only page.
+        """
+        if self.metadata_only:
+            kind, api_version = b"PartialObjectMetadataList", partial_api_version.encode()
+        else:
+            kind = RESOURCES[self.resource][2].encode() + b"List"
+            api_version = _api_version(self.resource).encode()
         head = (
             b'{"kind":"'
-            + kind.encode()
-            + b'List","apiVersion":"'
-            + _api_version(self.resource).encode()
+            + kind
+            + b'","apiVersion":"'
+            + api_version
             + b'","metadata":'
-            + dumps(meta)
-            + b',"items":['
+            + dumps(self.list_meta())
+            + b',"items":'
         )
-        return head + b",".join(self.items) + b"]}"
+        if not self.metadata_only:
+            return head + b"[" + b",".join(self.items) + b"]}"
+        if not self.items:
+            # The real server converts into a Go slice left nil when nothing matched.
+            return head + b"null}"
+        item_head = b'{"kind":"PartialObjectMetadata","apiVersion":"' + api_version + b'","metadata":'
+        return head + b"[" + item_head + (b"}," + item_head).join(self.items) + b"}]}"
 
     def objects(self) -> list[dict[str, Any]]:
-        """The items decoded from JSON."""
+        """The items decoded from JSON (``metadata`` maps for a metadata-only page)."""
         return [json.loads(b) for b in self.items]
 
 
@@ -213,10 +264,22 @@ class ObjectStore:
             older ones are dropped (a watch from before them gets 410).
         auto_namespaces: create a Namespace object the first time an object
             is stored in an unknown namespace (instead of rejecting it).
+        managed_fields: keep ``metadata.managedFields`` on every write, as a
+            real API server does (:mod:`sandbox.managedfields`).
+        default_manager: the manager that writes made in process (the
+            simulator's, a test's) are recorded under when they name none.
     """
 
-    def __init__(self, history_size: int = 100_000, auto_namespaces: bool = True) -> None:
+    def __init__(
+        self,
+        history_size: int = 100_000,
+        auto_namespaces: bool = True,
+        managed_fields: bool = True,
+        default_manager: str = "sandbox",
+    ) -> None:
         self._lock = threading.RLock()
+        self.managed_fields = managed_fields
+        self.default_manager = default_manager
         self._rv = 0
         self._history_size = history_size
         self._auto_namespaces = auto_namespaces
@@ -271,7 +334,7 @@ class ObjectStore:
         entry: _Entry,
         old: dict[str, Any] | None,
     ) -> None:
-        ev = _HistoryEvent(entry.rv, etype, key, entry.obj, entry.raw, old)
+        ev = _HistoryEvent(entry.rv, etype, key, entry, old)
         hist = self._history[resource]
         hist.append(ev)
         while len(hist) > self._history_size:
@@ -285,7 +348,7 @@ class ObjectStore:
             return
         etype = ev.type
         if w.matcher is not None:
-            now = w.matcher(ev.obj)
+            now = w.matcher(ev.entry.obj)
             if etype == "MODIFIED":
                 was = ev.old is not None and w.matcher(ev.old)
                 if was and not now:
@@ -297,7 +360,7 @@ class ObjectStore:
             elif not now:
                 return
         w.last_rv = ev.rv
-        w.queue.put(WatchEvent(etype, ev.raw, ev.rv))
+        w.queue.put(WatchEvent(etype, ev.entry.raw, ev.rv, ev.entry))
 
     def _ensure_namespace(self, namespace: str) -> None:
         if not namespace:
@@ -318,7 +381,7 @@ class ObjectStore:
             },
         )
 
-    def _insert(self, resource: str, obj: dict[str, Any]) -> _Entry:
+    def _insert(self, resource: str, obj: dict[str, Any], manager: str | None = None) -> _Entry:
         group, version, kind, namespaced = RESOURCES[resource]
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -361,6 +424,7 @@ class ObjectStore:
         if resource in _GENERATION_RESOURCES:
             meta.setdefault("generation", 1)
         meta.pop("deletionTimestamp", None)
+        self._set_managed_fields(resource, {}, obj, manager, None)
         entry = _Entry(obj, dumps(obj), rv)
         objs[key] = entry
         keys = self._sorted[resource]
@@ -369,6 +433,33 @@ class ObjectStore:
         self._record(resource, "ADDED", key, entry, None)
         return entry
 
+    def _set_managed_fields(
+        self,
+        resource: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        manager: str | None,
+        subresource: str | None,
+    ) -> None:
+        """Record ``manager``'s write of ``new`` over ``old`` in ``new``'s metadata (kept last)."""
+        meta = new["metadata"]
+        if not self.managed_fields:
+            meta.pop("managedFields", None)
+            return
+        group = RESOURCES[resource][0]
+        entries = updated_entries(
+            old,
+            new,
+            manager=self.default_manager if manager is None else manager,
+            api_version=_api_version(resource),
+            now=_now(),
+            custom=group in CUSTOM_GROUPS,
+            subresource=subresource,
+        )
+        meta.pop("managedFields", None)
+        if entries:
+            meta["managedFields"] = entries
+
     def _store_update(
         self,
         resource: str,
@@ -376,6 +467,7 @@ class ObjectStore:
         old: _Entry,
         new_obj: dict[str, Any],
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> _Entry:
         """Validate and commit ``new_obj`` as the next state of ``key``."""
         old_meta = old.obj["metadata"]
@@ -405,6 +497,7 @@ class ObjectStore:
             if subresource is None and spec_part(new_obj) != spec_part(old.obj):
                 gen += 1
             meta["generation"] = gen
+        self._set_managed_fields(resource, old.obj, new_obj, manager, subresource)
         rv = self._next_rv()
         meta["resourceVersion"] = str(rv)
         raw = dumps(new_obj)
@@ -414,11 +507,21 @@ class ObjectStore:
         return entry
 
     # --------------------------------------------------------- Cluster protocol
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store a new object; assigns uid/resourceVersion/creationTimestamp."""
-        return json.loads(self.create_raw(resource, obj))
+    def create(self, resource: str, obj: dict[str, Any], manager: str | None = None) -> dict[str, Any]:
+        """Store a new object; assigns uid/resourceVersion/creationTimestamp.
 
-    def create_raw(self, resource: str, obj: dict[str, Any], namespace: str | None = None) -> bytes:
+        ``manager`` is who the write is recorded under in ``managedFields``
+        (the store's ``default_manager`` if None); the same holds for every write.
+        """
+        return json.loads(self.create_raw(resource, obj, manager=manager))
+
+    def create_raw(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+        manager: str | None = None,
+    ) -> bytes:
         """Like :meth:`create` but returns the serialized object.
 
         ``namespace`` (the URL's namespace) overrides/fills ``metadata.namespace``.
@@ -437,7 +540,7 @@ class ObjectStore:
         if isinstance(obj.get("metadata"), dict):
             obj["metadata"].pop("resourceVersion", None)
         with self._lock:
-            return self._insert(resource, obj).raw
+            return self._insert(resource, obj, manager).raw
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Return a copy of one object; 404 if absent."""
@@ -451,6 +554,15 @@ class ObjectStore:
         if entry is None:
             raise self._not_found(resource, name)
         return entry.raw
+
+    def get_metadata_raw(self, resource: str, namespace: str | None, name: str) -> bytes:
+        """The object's serialized ``metadata`` only; 404 if absent."""
+        self._check_resource(resource)
+        with self._lock:
+            entry = self._objects[resource].get(self._key(resource, namespace, name))
+        if entry is None:
+            raise self._not_found(resource, name)
+        return entry.metadata_raw()
 
     def list(
         self,
@@ -471,9 +583,10 @@ class ObjectStore:
         patch: Any,
         patch_type: str = "merge",
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """Apply a ``merge``/``strategic``/``json`` patch; 409 on a stale resourceVersion."""
-        return json.loads(self.patch_raw(resource, namespace, name, patch, patch_type, subresource))
+        return json.loads(self.patch_raw(resource, namespace, name, patch, patch_type, subresource, manager))
 
     def patch_raw(
         self,
@@ -483,6 +596,7 @@ class ObjectStore:
         patch: Any,
         patch_type: str = "merge",
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> bytes:
         """Like :meth:`patch` but returns the serialized object."""
         self._check_resource(resource)
@@ -511,11 +625,17 @@ class ObjectStore:
                 raise self._conflict(resource, name)
             if meta.get("uid") not in (None, old.obj["metadata"].get("uid")):
                 raise self._conflict(resource, name)
-            return self._store_update(resource, key, old, new, subresource).raw
+            return self._store_update(resource, key, old, new, subresource, manager).raw
 
-    def replace(self, resource: str, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
+    def replace(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        subresource: str | None = None,
+        manager: str | None = None,
+    ) -> dict[str, Any]:
         """Replace an object; 409 Conflict if ``metadata.resourceVersion`` is stale."""
-        return json.loads(self.replace_raw(resource, obj, subresource=subresource))
+        return json.loads(self.replace_raw(resource, obj, subresource=subresource, manager=manager))
 
     def replace_raw(
         self,
@@ -524,6 +644,7 @@ class ObjectStore:
         namespace: str | None = None,
         name: str | None = None,
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> bytes:
         """Like :meth:`replace`; ``namespace``/``name`` are the URL's (checked against the body)."""
         self._check_resource(resource)
@@ -546,7 +667,7 @@ class ObjectStore:
             rv = meta.get("resourceVersion")
             if rv not in (None, "") and str(rv) != str(old.rv):
                 raise self._conflict(resource, name)
-            return self._store_update(resource, key, old, obj, subresource).raw
+            return self._store_update(resource, key, old, obj, subresource, manager).raw
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Delete an object (no cascading) and return its last state; 404 if absent."""
@@ -617,6 +738,7 @@ class ObjectStore:
         field_selector: str | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        metadata_only: bool = False,
     ) -> ListPage:
         """One page of a list, in (namespace, name) order.
 
@@ -624,7 +746,8 @@ class ObjectStore:
         page reports the token's resourceVersion. A token older than the last
         :meth:`compact` raises ``ClusterError(410, Expired)``. The page carries
         ``remaining`` (remainingItemCount) only when no selector is given, as
-        the real server does.
+        the real server does. With ``metadata_only`` the page holds each
+        object's ``metadata`` (same items, order, tokens and counts).
         """
         self._check_resource(resource)
         matcher = combine(parse_label_selector(label_selector), parse_field_selector(field_selector))
@@ -661,7 +784,10 @@ class ObjectStore:
             more = False
             if matcher is None:
                 end = hi if not limit else min(hi, lo + limit)
-                items = [objs[k].raw for k in keys[lo:end]]
+                if metadata_only:
+                    items = [objs[k].metadata_raw() for k in keys[lo:end]]
+                else:
+                    items = [objs[k].raw for k in keys[lo:end]]
                 last = keys[end - 1] if end > lo else None
                 more = end < hi
                 remaining: int | None = hi - end if more else None
@@ -673,11 +799,11 @@ class ObjectStore:
                         if limit and len(items) >= limit:
                             more = True
                             break
-                        items.append(e.raw)
+                        items.append(e.metadata_raw() if metadata_only else e.raw)
                         last = keys[i]
                     i += 1
             token = self.encode_continue(snapshot, last) if more and last is not None else None
-            return ListPage(resource, items, str(snapshot), token, remaining)
+            return ListPage(resource, items, str(snapshot), token, remaining, metadata_only)
 
     def list_bytes(self, resource: str, namespace: str | None = None, **kwargs: Any) -> bytes:
         """Shortcut: ``list_page(...).body()``."""
@@ -717,7 +843,7 @@ class ObjectStore:
                         continue
                     e = self._objects[resource][k]
                     if matcher is None or matcher(e.obj):
-                        w.queue.put(WatchEvent("ADDED", e.raw, e.rv))
+                        w.queue.put(WatchEvent("ADDED", e.raw, e.rv, e))
                 w.last_rv = self._rv
             else:
                 try:

@@ -9,6 +9,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+import yaml
+
 from sandbox.apiserver import ApiServer
 
 from .conftest import KubectlRunner, pod
@@ -109,3 +111,27 @@ def test_get_workflows(api: ApiServer, kubectl: KubectlRunner) -> None:
     doc = json.loads(kubectl("get", "workflow", "demo-x7k2p", "-n", "kubeflow", "-o",
                              "json").stdout)
     assert doc["kind"] == "Workflow" and doc["status"]["phase"] == "Running"
+
+
+def test_every_output_form_negotiates(api: ApiServer, kubectl: KubectlRunner) -> None:
+    """kubectl asks for a Table (as=Table;v=v1, then v1beta1, then plain JSON) when it prints
+    columns and for plain JSON otherwise; each form is served and counted under its view."""
+    _seed(api)
+    api.reset_counts()
+    names = kubectl("get", "pods", "-n", "kubeflow", "-o", "name").stdout.split()
+    assert names == ["pod/p0", "pod/p1", "pod/p2"]
+    listed = yaml.safe_load(kubectl("get", "pods", "-n", "kubeflow", "-o", "yaml").stdout)
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["p0", "p1", "p2"]
+    cols = kubectl("get", "pods", "-n", "kubeflow", "-o", "custom-columns=N:.metadata.name,P:.status.phase")
+    assert cols.stdout.split() == ["N", "P", "p0", "Running", "p1", "Running", "p2", "Running"]
+    wide = kubectl("get", "pods", "-n", "kubeflow", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    chunked = kubectl("get", "pods", "-n", "kubeflow", "--chunk-size=1").stdout.splitlines()
+    assert [line.split()[0] for line in chunked] == ["NAME", "p0", "p1", "p2"]
+    raw = json.loads(kubectl("get", "--raw", "/api/v1/namespaces/kubeflow/pods?limit=2").stdout)
+    assert raw["kind"] == "PodList" and raw["metadata"]["continue"] and len(raw["items"]) == 2
+    traffic = json.loads(kubectl("get", "--raw", "/_sandbox/traffic").stdout)["traffic"]
+    requests = {(r["verb"], r["resource"], r["view"]): r["requests"] for r in traffic}
+    # name, yaml, custom-columns, --raw: plain JSON; wide and the three one-pod pages: Tables
+    assert requests == {("list", "pods", "full"): 4, ("list", "pods", "table"): 4}
+    assert all(r["bytes"] > 0 for r in traffic)
