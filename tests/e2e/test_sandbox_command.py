@@ -9,7 +9,8 @@ from pathlib import Path
 from store.connect import open_store
 
 
-def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path, shared_dir: Path) -> None:
+def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path) -> None:
+    # README command 1, as it is written: no folder of workflows given, none beside the checkout.
     run = subprocess.run(
         [
             sys.executable,
@@ -20,8 +21,6 @@ def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path, shared_dir: P
             "5",
             "--workdir",
             str(tmp_path),
-            "--fixtures",
-            str(shared_dir / "fixtures" / "kfp-v1-workflows"),
         ],
         capture_output=True,
         text=True,
@@ -39,7 +38,7 @@ def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path, shared_dir: P
     assert executions and all(e.external_id.startswith("kfp-v1/step/") for e in executions)
 
 
-def test_sandbox_takes_any_mlmd_url(tmp_path: Path, shared_dir: Path) -> None:
+def test_sandbox_takes_any_mlmd_url(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/elsewhere.sqlite"
     run = subprocess.run(
         [
