@@ -63,3 +63,20 @@ def test_sandbox_takes_any_mlmd_url(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert len(open_store(url).get_contexts()) == 2
     assert not (tmp_path / "mlmd.sqlite").exists()
+
+
+def test_sandbox_pipelines_folder_without_workflows_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.yaml").write_text("kind: ConfigMap\n")
+    for folder, message in [
+        (tmp_path / "missing", f"error: no compiled workflows (*.yaml) in {tmp_path / 'missing'}\n"),
+        (tmp_path, f"error: {tmp_path / 'notes.yaml'}: not an Argo Workflow (kind: Workflow)\n"),
+    ]:
+        command = ["sandbox", "--pipelines", str(folder), "--workdir", str(tmp_path)]
+        run = subprocess.run(
+            [sys.executable, "-m", "controller.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (run.returncode, run.stderr, run.stdout) == (2, message, "")
