@@ -1,4 +1,8 @@
-"""Two steps: a file output passed on as an artifact and, read from the same file, by value."""
+"""Two steps: a file output passed on as an artifact and, read from the same file, by value.
+
+The consumer's inputs are named differently from the producer's outputs (`table` arrives as
+`dataset`, `row_count` as `epochs`), as they usually are.
+"""
 
 from kfp import components, dsl
 from kfp.components import InputPath, OutputPath
@@ -6,9 +10,9 @@ from kfp.components import InputPath, OutputPath
 IMAGE = "python:3.10-slim"
 
 
-def prepare_data(rows: int, dataset_path: OutputPath("Dataset"), row_count_path: OutputPath(int)) -> None:
+def prepare_data(rows: int, table_path: OutputPath("Dataset"), row_count_path: OutputPath(int)) -> None:
     """Write `rows` lines of x,x*x and how many there are."""
-    with open(dataset_path, "w") as table:
+    with open(table_path, "w") as table:
         for x in range(rows):
             table.write(f"{x},{x * x}\n")
     with open(row_count_path, "w") as count:
@@ -35,7 +39,7 @@ train_op = components.create_component_from_func(train, base_image=IMAGE)
 )
 def two_step(rows: int = 20) -> None:
     prepared = prepare_data_op(rows=rows)
-    train_op(dataset=prepared.outputs["dataset"], epochs=prepared.outputs["row_count"])
+    train_op(dataset=prepared.outputs["table"], epochs=prepared.outputs["row_count"])
 
 
 PIPELINE = two_step

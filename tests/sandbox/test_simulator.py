@@ -236,11 +236,11 @@ def test_input_artifact_is_the_producers_output_with_consumer_name_and_path(prof
     wf_name = result.name
     nodes = {n["displayName"]: n for n in result.nodes.values()}
     produced = {a["name"]: a for a in nodes["prepare-data"]["outputs"]["artifacts"]}
-    out = produced["prepare-data-dataset"]
+    out = produced["prepare-data-table"]
     pre_pod = next(p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"]
                    == f"{wf_name}.prepare-data")
-    assert out["s3"]["key"].endswith(f"/{pre_pod['metadata']['name']}/prepare-data-dataset.tgz")
-    assert out["path"] == "/tmp/outputs/dataset/data"
+    assert out["s3"]["key"].endswith(f"/{pre_pod['metadata']['name']}/prepare-data-table.tgz")
+    assert out["path"] == "/tmp/outputs/table/data"
     # value output also reported as a parameter, read from the same file (§5)
     params = nodes["prepare-data"]["outputs"]["parameters"]
     assert params[0]["valueFrom"] == {"path": "/tmp/outputs/row_count/data"}
@@ -248,7 +248,7 @@ def test_input_artifact_is_the_producers_output_with_consumer_name_and_path(prof
                      == f"{wf_name}.train")
     t = pod_template(train_pod, result.profile)
     assert t["inputs"]["artifacts"] == [{
-        "name": "prepare-data-dataset", "path": "/tmp/inputs/dataset/data",
+        "name": "prepare-data-table", "path": "/tmp/inputs/dataset/data",
         "s3": {"key": out["s3"]["key"]}}]
     assert nodes["train"]["inputs"]["artifacts"] == t["inputs"]["artifacts"]
     arg_params = json.loads(train_pod["metadata"]["annotations"][KFP + "arguments.parameters"])
