@@ -3,9 +3,10 @@
 # compiler into sandbox/pipelines/compiled/*.yaml; `--check` compares a fresh compile with the
 # committed YAML instead (exit 1 on a difference). Pipeline names as arguments narrow it.
 #
-# kfp==1.8.22 pins old dependencies and supports Python <= 3.10, so it gets a venv of its own
-# (.venv/kfp-1.8.22, ignored by git) made with a 3.10 or 3.9 interpreter: from pyenv if it has
-# one, else from PATH. Set KFP_PYTHON to choose the interpreter yourself.
+# kfp==1.8.22 pins old dependencies and is declared for Python 3.6-3.9 (it runs on 3.10, which
+# made the committed files), so it gets a venv of its own (.venv/kfp-1.8.22, ignored by git)
+# made with a 3.10 or 3.9 interpreter: from pyenv if it has one, else from PATH. Set KFP_PYTHON
+# to choose the interpreter yourself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from functools import cache
 from importlib import resources
-from importlib.abc import Traversable
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import yaml
