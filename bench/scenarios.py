@@ -34,7 +34,7 @@ class Sizes:
 
 
 FULL = Sizes(2000)
-POD_NAME_PROPERTY = "kfp_pod_name"  # contract: the execution's pod name custom property
+POD_NAME_PROPERTY = "kfp_pod_name"  # docs/kfp-contract.md: the execution's pod name custom property
 QUICK = Sizes(10)
 
 

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox",
         help="run KFP v1 workflows on a stand-in cluster and reconcile them (no cluster needed)",
         description="Start the Kubernetes API emulator, an embedded SQLite MLMD and the Argo/KFP v1 "
-        "simulator; run fixture workflows; reconcile until nothing is left to do; print a summary.",
+        "simulator; run the project's own compiled KFP v1 pipelines; reconcile until nothing is left "
+        "to do; print a summary.",
     )
     box.add_argument("--runs", type=int, default=5, help="workflows to run (default 5)")
     box.add_argument(
@@ -86,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     box.add_argument("--workdir", default=".sandbox", help="where the kubeconfig and MLMD file go")
     box.add_argument(
-        "--fixtures", help="folder of compiled KFP v1 workflows (default: ../shared/fixtures/...)"
+        "--pipelines",
+        metavar="DIR",
+        help="run the compiled KFP v1 workflows (*.yaml) in DIR instead of the project's own pipelines",
     )
     box.add_argument("--seed", type=int, default=0, help="simulator seed")
     box.add_argument(
@@ -161,7 +164,7 @@ def _sandbox(args: argparse.Namespace) -> int:
             args.runs,
             profile=args.argo,
             workdir=Path(args.workdir),
-            fixtures=args.fixtures,
+            pipelines_dir=args.pipelines,
             seed=args.seed,
             mlmd_url=args.mlmd,
         )

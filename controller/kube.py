@@ -2,7 +2,7 @@
 
 Everything here reads the API server's answers as raw JSON (``_preload_content=False`` and
 ``json.loads``): the ``kubernetes`` client's model deserialisation costs ~16x per pod and
-would decide the cost of a no-op resync (see DESIGN.md, "One reconcile pass").
+would decide the cost of a no-op resync (docs/design.md, "One reconcile pass").
 
 Retries are ours, and only ours: :class:`KubeClient` switches off urllib3's built-in
 retries on the :class:`~kubernetes.client.ApiClient` it is given, then every request goes

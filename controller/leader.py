@@ -2,7 +2,7 @@
 
 Why not ``kubernetes.leaderelection``
 -------------------------------------
-DESIGN.md asks to use the ``kubernetes`` package's ``leaderelection``
+docs/design.md asks to use the ``kubernetes`` package's ``leaderelection``
 (``LeaderElection`` + ``LeaseLock`` + ``electionconfig.Config``) unless it is
 unfit. It was read (kubernetes 37.0.2) and tried against the sandbox API server;
 it is unfit, for these reasons, each enough on its own:

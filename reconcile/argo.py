@@ -1,4 +1,4 @@
-"""Facts about Argo's objects, read from plain JSON (shared/reference/argo-pod-anatomy.md)."""
+"""Facts about Argo's objects, read from plain JSON (docs/argo-anatomy.md)."""
 
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ def reported_output_artifacts(
 ) -> list[JSON] | None:
     """A finished step's output artifacts, from the first source that has them.
 
-    Order (DESIGN.md step 3): the pod's outputs annotation (Argo <= 3.2, or
+    Order (docs/design.md, pass step 3): the pod's outputs annotation (Argo <= 3.2, or
     3.3-3.5 when RBAC forbids WorkflowTaskResults); the step's
     WorkflowTaskResult (deleted when the workflow completes); the Workflow's
     `status.nodes` entry. None means no source has reported yet.

@@ -1,4 +1,4 @@
-"""Which pods are ours to reconcile (DESIGN.md "One reconcile pass", step 2)."""
+"""Which pods are ours to reconcile (docs/design.md, "One reconcile pass", step 2)."""
 
 from __future__ import annotations
 

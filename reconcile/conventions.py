@@ -1,4 +1,4 @@
-"""Names KFP v1 and Argo agree on (see shared/reference/*.md).
+"""Names KFP v1 and Argo agree on (docs/kfp-contract.md, docs/argo-anatomy.md).
 
 Every label, annotation and MLMD type name the reconciler reads or writes is
 spelled here once, so the rest of the package reads as a specification.
@@ -36,7 +36,7 @@ OWNED_ANNOTATIONS = (INPUT_ARTIFACT_IDS_ANNOTATION, OUTPUT_ARTIFACT_IDS_ANNOTATI
 
 TFX_ENTRYPOINT_SUFFIX = "tfx/orchestration/kubeflow/container_entrypoint.py"
 
-# --- MLMD types and property names (contract §1, §5) --------------------
+# --- MLMD types and property names (docs/kfp-contract.md §1, §5) -------
 RUN_CONTEXT_TYPE = "KfpRun"
 EXECUTION_TYPE_PREFIX = "components."
 NO_TYPE = "NoType"

@@ -1,7 +1,7 @@
 """Desired state: one pod (and its Argo outputs) -> the records MLMD should hold.
 
-Follows shared/reference/kfp-v1-mlmd-contract.md §1 field by field; the
-deviations DESIGN.md asks for are marked where they happen.
+Follows docs/kfp-contract.md §1 field by field; the deviations listed in
+its §4 are marked where they happen.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def step_from_parts(
     warnings: list[str] = []
     custom: Properties = {
         "kfp_pod_name": ref.pod_name,
-        # DESIGN.md: the KFP UI matches `pod_name` against the Argo node id,
+        # docs/kfp-contract.md §4: the KFP UI matches `pod_name` against the Argo node id,
         # which differs from the pod name under pod-name scheme v2 (#11457).
         "pod_name": ref.node_id,
         **_parameter_arguments(annotations, warnings),

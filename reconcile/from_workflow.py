@@ -11,7 +11,7 @@ custom properties, state, inputs, outputs and context agree field for field.
 Pure: no I/O.
 
 How each part the pod path reads from the pod is rebuilt from the Workflow
-(shared/reference/argo-pod-anatomy.md):
+(docs/argo-anatomy.md):
 
 - **Identity**: the namespace, name and uid of the Workflow (the pod's
   ownerReference carries the same uid) and the `status.nodes` key (the pod's

@@ -1,4 +1,4 @@
-"""The bookkeeping labels and annotations a reconciled pod carries (contract §3).
+"""The bookkeeping labels and annotations a reconciled pod carries (docs/kfp-contract.md §3).
 
 Labels are output, never input of truth: they are computed from the ids of
 the records found or written by key, and a pod whose labels differ (missing,

@@ -2,7 +2,7 @@
 
 The pure layer never sees an MLMD proto; `store/` converts at the boundary.
 Property values are `str | int | float | None` (None = an empty Value),
-mirroring the upstream writer's conversion (contract §1 Phase A.3).
+mirroring the upstream writer's conversion (docs/kfp-contract.md §1 Phase A.3).
 """
 
 from __future__ import annotations

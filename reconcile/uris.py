@@ -1,7 +1,7 @@
 """Artifact URI rules: Argo artifact JSON -> the URI MLMD records.
 
 KFP's UI and cache server read these URIs, so the s3 rule is exactly the
-upstream writer's (contract §1 Phase B.2). Key-only artifacts (Argo >= 3.0
+upstream writer's (docs/kfp-contract.md §1 Phase B.2). Key-only artifacts (Argo >= 3.0
 reports only `s3.key`) are completed from the template's `archiveLocation`,
 else from the configured default repository -- never `minio:///key`.
 """

@@ -2,9 +2,9 @@
 
 Starts the Kubernetes API emulator, MLMD (the project's gRPC server over SQLite),
 the Argo/KFP v1 simulator and the controller itself (watch + resync, real
-`kubernetes` client over HTTP); runs fixture workflows paced like a cluster
-while the controller records them, then checks that a last pass has nothing
-left to do.
+`kubernetes` client over HTTP); runs the project's own compiled KFP v1
+pipelines (`sandbox.pipelines`) paced like a cluster while the controller
+records them, then checks that a last pass has nothing left to do.
 """
 
 from __future__ import annotations
@@ -20,16 +20,21 @@ from typing import Any
 
 import yaml
 
-# Fixtures that exercise artifact passing, loops, conditions and exit handlers.
-DEMO_FIXTURES = (
-    "own__chain10.yaml",
-    "test__two_step.yaml",
-    "own__fan_out_fan_in.yaml",
-    "core__exit_handler.yaml",
-    "testdata__basic.yaml",
-    "core__nested_condition.yaml",
-    "test__simple_pipeline_without_importer.yaml",
-    "core__output_a_directory__dir_pipeline.yaml",
+from sandbox import pipelines
+
+# The first runs, in order: artifact passing, loops, volumes, exit handlers, raw ContainerOps,
+# conditions, every way of passing data, directories, dynamic loops and recursion.
+DEMO_PIPELINES = (
+    "chain10",
+    "two_step",
+    "fan_out_fan_in",
+    "exit_handler",
+    "raw_container_ops",
+    "conditions",
+    "data_passing",
+    "output_directory",
+    "parallel_for",
+    "train_until_good",
 )
 
 
@@ -49,17 +54,29 @@ class DemoResult:
     mlmd_counts: dict[str, int]
 
 
-def find_fixtures(explicit: str | None = None) -> Path:
-    """The fixture workflows: `--fixtures`, else `shared/` beside the checkout."""
-    candidates = [Path(explicit)] if explicit else []
-    here = Path(__file__).resolve().parents[1]
-    candidates += [here.parent / "shared" / "fixtures" / "kfp-v1-workflows", here / "fixtures"]
-    for path in candidates:
-        if path.is_dir() and any(path.glob("*.yaml")):
-            return path
-    raise FileNotFoundError(
-        "no KFP v1 fixture workflows found; pass --fixtures DIR (e.g. ../shared/fixtures/kfp-v1-workflows)"
-    )
+def demo_workflows(folder: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The workflows the demo runs, as (name, workflow) in the order they are first submitted.
+
+    Without `folder`, the project's own pipelines: DEMO_PIPELINES first, then the rest.
+    With it, every compiled workflow (`*.yaml`) in that folder, by file name; a folder with
+    none, or a file that is not an Argo Workflow, is a FileNotFoundError naming it.
+    """
+    if folder is None:
+        rest = [n for n in pipelines.names() if n not in DEMO_PIPELINES]
+        return [(name, pipelines.load(name)) for name in [*DEMO_PIPELINES, *rest]]
+    files = sorted(Path(folder).glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no compiled workflows (*.yaml) in {folder}")
+    workflows = []
+    for path in files:
+        try:
+            workflow = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise FileNotFoundError(f"{path}: not readable as YAML ({type(exc).__name__})") from None
+        if not isinstance(workflow, dict) or workflow.get("kind") != "Workflow":
+            raise FileNotFoundError(f"{path}: not an Argo Workflow (kind: Workflow)")
+        workflows.append((path.stem, workflow))
+    return workflows
 
 
 def list_pods_raw(core: Any) -> list[dict[str, Any]]:
@@ -84,17 +101,19 @@ def run_demo(
     *,
     profile: str = "3.5",
     workdir: Path | None = None,
-    fixtures: str | None = None,
+    pipelines_dir: str | None = None,
     seed: int = 0,
     mlmd_url: str | None = None,
     out: Any = sys.stdout,
 ) -> DemoResult:
-    """Run `runs` fixture workflows to completion and reconcile MLMD with them.
+    """Run `runs` workflows to completion and reconcile MLMD with them.
 
-    With no `mlmd_url`, the project's MLMD gRPC server is started over a
-    fresh SQLite file in `workdir`, so the demo uses the production path.
+    The workflows are the project's own pipelines, or those compiled into
+    `pipelines_dir` (see `demo_workflows`). With no `mlmd_url`, the project's MLMD
+    gRPC server is started over a fresh SQLite file in `workdir`, so the demo
+    uses the production path.
     """
-    fixture_dir = find_fixtures(fixtures)
+    workflows = demo_workflows(pipelines_dir)
     workdir = (workdir or Path(".sandbox")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     mlmd_file = workdir / "mlmd.sqlite"
@@ -107,7 +126,7 @@ def run_demo(
         mlmd_server.start()
         mlmd_url = mlmd_server.url
     try:
-        return _run(runs, profile, workdir, fixture_dir, seed, mlmd_url, mlmd_server, out)
+        return _run(runs, profile, workdir, workflows, seed, mlmd_url, mlmd_server, out)
     finally:
         if mlmd_server is not None:
             mlmd_server.stop()
@@ -117,7 +136,7 @@ def _run(
     runs: int,
     profile: str,
     workdir: Path,
-    fixture_dir: Path,
+    workflows: list[tuple[str, dict[str, Any]]],
     seed: int,
     mlmd_url: str,
     mlmd_server: Any,
@@ -157,12 +176,8 @@ def _run(
         try:
             simulator = Simulator(server.store, profile, seed=seed)
             rng = random.Random(seed)
-            names = [n for n in DEMO_FIXTURES if (fixture_dir / n).exists()] or sorted(
-                p.name for p in fixture_dir.glob("*.yaml")
-            )
             for i in range(runs):
-                name = names[i % len(names)] if i < len(names) else rng.choice(names)
-                workflow = yaml.safe_load((fixture_dir / name).read_text())
+                name, workflow = workflows[i] if i < len(workflows) else rng.choice(workflows)
                 submitted = simulator.submit(workflow, "kubeflow")
                 print(f"submitted      {submitted}  ({name}, Argo {profile})", file=out)
             simulator.run(pace_s=0.05, background=True, stop_when_idle=True)

@@ -1,4 +1,4 @@
-"""MLMD types: created once with the contract's schema, then cached by name."""
+"""MLMD types: created once with upstream's schema (docs/kfp-contract.md §1), then cached by name."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class TypeRegistry:
     """Type name -> id for the context, execution and artifact types the reconciler uses.
 
     An existing type is reused by name without checks, as the upstream writer
-    does (contract §1.2); a missing one is created with the contract's
+    does (docs/kfp-contract.md §1 Phase A.2); a missing one is created with upstream's
     properties and no version. A concurrent creator is tolerated.
     """
 

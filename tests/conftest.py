@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the three MLMD backends and the ``shared/`` folder.
+"""Pytest fixtures used across the suites: the three MLMD backends and the API emulator.
 
 * ``store_url`` -- parametrised over sqlite, mysql and grpc: a test that takes it runs once
   on each backend, each time on a fresh, empty store;
@@ -10,7 +10,9 @@
   or the "current" one, over a fresh SQLite file or MariaDB database; ``versioned_mlmd`` and
   ``versioned_grpc_url`` are parametrised over all four (SQLite). A missing interpreter or
   venv FAILS the test;
-* ``shared_dir`` -- the ``shared/`` folder beside the repository.
+* ``api`` -- a running Kubernetes API emulator.
+
+Workflows to run come from the project's own compiled pipelines: ``sandbox.pipelines.load``.
 """
 
 from __future__ import annotations
@@ -160,18 +162,6 @@ def grpc_url(grpc_server: MetadataServer) -> str:
 def store_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty MLMD store of each kind in turn: sqlite, mysql, grpc."""
     return request.getfixturevalue(f"{request.param}_url")
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The ``shared/`` folder beside the repository (fixtures, reference docs)."""
-    path = Path(__file__).resolve().parents[1].parent / "shared"
-    if not path.is_dir():
-        pytest.fail(
-            f"the shared/ folder is missing: expected it at {path} (beside the repository)",
-            pytrace=False,
-        )
-    return path
 
 
 @pytest.fixture

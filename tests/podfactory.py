@@ -1,4 +1,4 @@
-"""Hand-built KFP v1 step pods, shaped as shared/reference/argo-pod-anatomy.md shows them.
+"""Hand-built KFP v1 step pods, shaped as docs/argo-anatomy.md describes them.
 
 Used by the unit tests of the pure layer and the store; the simulator builds
 whole workflows for the end-to-end tests.

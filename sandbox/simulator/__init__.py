@@ -3,7 +3,7 @@
 Runs KFP v1 compiled Argo Workflows "as the Argo controller would" against a
 :class:`sandbox.cluster.Cluster`, producing pods, WorkflowTaskResults and Workflow
 status shaped like the real ones for Argo 3.1, 3.3, 3.5 and 3.6 (see
-``reference/argo-pod-anatomy.md``).
+``docs/argo-anatomy.md``).
 
 Typical use::
 

@@ -749,6 +749,19 @@ class Simulator:
             out["dag"] = tmpl["dag"]
         return ordered(out, ("name", "inputs", "outputs"))
 
+    @staticmethod
+    def _substitute_raw_data(run: _Run, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Argo's ``ProcessArgs`` substitutes over the whole template, bound inputs included, so
+        a raw artifact's data may name a workflow parameter (KFP passes pipeline parameters
+        to file inputs that way)."""
+        arts = inputs.get("artifacts") or []
+        if not any("raw" in a for a in arts):
+            return inputs
+        env = dict(run.globals)
+        for p in inputs.get("parameters") or []:
+            env[f"inputs.parameters.{p['name']}"] = p["value"]
+        return {**inputs, "artifacts": [substitute(a, env) if "raw" in a else a for a in arts]}
+
     # ------------------------------------------------------------------ execution
     def _exec(self, run: _Run, node_name: str, tmpl_name: str, args: dict[str, Any],
               boundary: str, *, display: str | None = None, on_exit: bool = False,
@@ -777,6 +790,7 @@ class Simulator:
             if err:
                 return self._new_node(run, node_name, "Pod", tmpl_name, boundary, "Error",
                                       display=display, message=err)
+            inputs = self._substitute_raw_data(run, inputs)
         else:
             inputs = node.get("inputs") or {}
         assert tmpl is not None
@@ -1272,6 +1286,10 @@ class Simulator:
                             "readOnly": True}]
             containers.append(executor_container("wait", "wait", tv_all, wmounts))
         main_env = executor_env(prof, "main", template_value=tv_all, **env_kw)
+        emissary_prefix = ["/var/run/argo/argoexec", "emissary", "--loglevel", "info"]
+        if prof.log_format_flag:
+            emissary_prefix += ["--log-format", "text"]
+        emissary_prefix.append("--")
         if is_resource:
             action = tmpl["resource"].get("action", "create")
             main = executor_container("main", "resource", tv_all, list(exec_mounts), action)
@@ -1280,10 +1298,7 @@ class Simulator:
             user_env = c.get("env") or []
             cmd = list(c.get("command") or [])
             if emissary:
-                flags = ["--loglevel", "info"]
-                if prof.log_format_flag:
-                    flags += ["--log-format", "text"]
-                cmd = ["/var/run/argo/argoexec", "emissary", *flags, "--", *cmd]
+                cmd = [*emissary_prefix, *cmd]
             mounts = list(c.get("volumeMounts") or []) + list(exec_mounts)
             for a in in_arts:
                 if a.get("path"):
@@ -1300,6 +1315,25 @@ class Simulator:
                 c.pop("args", None)
             main = ordered(c, CONTAINER_ORDER)
         containers.append(main)
+        # Template sidecars follow main, with main's Argo env; the emissary wraps their
+        # commands too, and `mirrorVolumeMounts` gives them main's own mounts.
+        for sidecar in tmpl.get("sidecars") or []:
+            s = copy.deepcopy(sidecar)
+            mirror = s.pop("mirrorVolumeMounts", False)
+            cmd = list(s.get("command") or [])
+            if emissary:
+                cmd = [*emissary_prefix, *cmd]
+            mounts = list(s.get("volumeMounts") or [])
+            if mirror:
+                mounts += list((tmpl.get("container") or {}).get("volumeMounts") or [])
+            s.update({"command": cmd, "env": list(s.get("env") or []) + executor_env(
+                          prof, s["name"], template_value=tv_all, **env_kw),
+                      "resources": s.get("resources") or {},
+                      "volumeMounts": mounts + list(exec_mounts),
+                      "terminationMessagePath": "/dev/termination-log",
+                      "terminationMessagePolicy": "File",
+                      "imagePullPolicy": s.get("imagePullPolicy") or "IfNotPresent"})
+            containers.append(ordered(s, CONTAINER_ORDER))
         # volumes: the template's, plus workflow volumes the containers mount
         volumes.extend(copy.deepcopy(tmpl.get("volumes") or []))
         mounted = {m["name"] for ct in containers for m in ct.get("volumeMounts") or []}

@@ -1,8 +1,8 @@
 """Argo's ``{{...}}`` substitution and the small expression language of ``when``.
 
 Substitution mirrors Argo's ``template.Replace`` with unresolved tags allowed:
-known keys are replaced, unknown ``{{...}}`` tags are left untouched (the compiled
-KFP fixtures contain a few literal ones such as ``{{kfp-default-bucket}}``).
+known keys are replaced, unknown ``{{...}}`` tags are left untouched (workflows
+compiled from some KFP samples carry literal ones such as ``{{kfp-default-bucket}}``).
 ``when`` is evaluated like govaluate for the forms KFP v1 emits: quoted strings,
 numbers, bare words, ``== != < > <= >=``, ``&& || !`` and parentheses.
 """

@@ -1,4 +1,4 @@
-"""Argo Workflows version profiles (see reference/argo-pod-anatomy.md §0).
+"""Argo Workflows version profiles (see docs/argo-anatomy.md §0).
 
 Each profile is a bundle of independent switches; ``ArgoProfile.get("3.5",
 outputs="annotation")`` gives 3.5 with the outputs-annotation fallback (what KFP

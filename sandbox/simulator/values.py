@@ -2,7 +2,7 @@
 
 A step "produces" each output parameter through an ``OutputValues`` callable.
 The default, :func:`default_output_value`, looks at names and the KFP component
-spec's declared output types so that the fixtures behave sensibly: coins flip,
+spec's declared output types so that compiled pipelines behave sensibly: coins flip,
 ``withParam`` outputs are JSON lists shaped for the loop that consumes them, and
 error metrics shrink with each recursion so ``train_until_good`` terminates.
 """

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from controller.health import Readiness
 from controller.kube import KubeClient, api_client_from
 from controller.loop import Controller
@@ -44,10 +42,6 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
-
-
-def load_fixture(shared_dir: Path, name: str) -> dict[str, Any]:
-    return yaml.safe_load((shared_dir / "fixtures" / "kfp-v1-workflows" / name).read_text())
 
 
 @dataclass

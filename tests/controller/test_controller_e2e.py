@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 
 from controller.health import HealthServer
+from sandbox import pipelines
 from sandbox.simulator import Simulator
-from tests.controller.harness import Cluster, duplicate_counts, load_fixture, wait_until
+from tests.controller.harness import Cluster, duplicate_counts, wait_until
 
 WORKFLOWS = [
-    "test__two_step.yaml",
-    "own__chain10.yaml",
-    "own__fan_out_fan_in.yaml",
-    "core__exit_handler.yaml",
+    "two_step",
+    "chain10",
+    "fan_out_fan_in",
+    "exit_handler",
 ]
 
 
@@ -35,9 +36,9 @@ def metric_total(metrics: Any, name: str) -> float:
     )
 
 
-def submit_all(sim: Simulator, shared_dir: Path, names: list[str] = WORKFLOWS) -> None:
+def submit_all(sim: Simulator, names: list[str] = WORKFLOWS) -> None:
     for name in names:
-        sim.submit(load_fixture(shared_dir, name), "kubeflow")
+        sim.submit(pipelines.load(name), "kubeflow")
 
 
 def converged(cluster: Cluster) -> bool:
@@ -65,7 +66,7 @@ def run_simulation(cluster: Cluster, sim: Simulator) -> None:
     ],
 )
 def test_runs_converge_while_controller_is_up(
-    cluster: Cluster, shared_dir: Path, profile: str, pod_gc: Any
+    cluster: Cluster, profile: str, pod_gc: Any
 ) -> None:
     # A long resync period: after the first pass only the watch can make it converge this fast.
     controller = cluster.controller(resync_interval_s=300.0)
@@ -73,7 +74,7 @@ def test_runs_converge_while_controller_is_up(
     controller.activate()
     try:
         sim = Simulator(cluster.api.store, profile, seed=7, pod_gc=pod_gc)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         run_simulation(cluster, sim)
         wait_until(lambda: converged(cluster), timeout=30, what="MLMD to equal one pass over the final state")
         assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
@@ -81,13 +82,13 @@ def test_runs_converge_while_controller_is_up(
         controller.stop()
 
 
-def test_watch_disabled_converges_within_one_period(cluster: Cluster, shared_dir: Path) -> None:
+def test_watch_disabled_converges_within_one_period(cluster: Cluster) -> None:
     controller = cluster.controller(watch_enabled=False, resync_interval_s=3.0)
     controller.start()
     controller.activate()
     try:
         sim = Simulator(cluster.api.store, "3.5", seed=1)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         run_simulation(cluster, sim)
         wait_until(lambda: converged(cluster), timeout=3.0 + 5.0, what="convergence within one period")
         assert cluster.api.count("watch", "pods") == 0
@@ -95,7 +96,7 @@ def test_watch_disabled_converges_within_one_period(cluster: Cluster, shared_dir
         controller.stop()
 
 
-def test_cut_watches_and_compaction_throughout(cluster: Cluster, shared_dir: Path) -> None:
+def test_cut_watches_and_compaction_throughout(cluster: Cluster) -> None:
     controller = cluster.controller(resync_interval_s=5.0)
     controller.start()
     controller.activate()
@@ -110,7 +111,7 @@ def test_cut_watches_and_compaction_throughout(cluster: Cluster, shared_dir: Pat
     chaos_thread.start()
     try:
         sim = Simulator(cluster.api.store, "3.5", seed=2)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         run_simulation(cluster, sim)
         wait_until(lambda: converged(cluster), timeout=5.0 + 5.0, what="convergence within one period")
     finally:
@@ -120,13 +121,13 @@ def test_cut_watches_and_compaction_throughout(cluster: Cluster, shared_dir: Pat
     assert metric_total(controller.metrics, "kfp_metadata_reconciler_watch_restarts") >= 1
 
 
-def test_api_errors_and_api_restart(cluster: Cluster, shared_dir: Path) -> None:
+def test_api_errors_and_api_restart(cluster: Cluster) -> None:
     controller = cluster.controller(resync_interval_s=2.0)
     controller.start()
     controller.activate()
     try:
         sim = Simulator(cluster.api.store, "3.3", seed=3)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         cluster.api.fail_next(count=6, status=500, verb="list", resource="pods")
         cluster.api.fail_next(count=4, status=429, retry_after=1, verb="patch", resource="pods")
         cluster.api.fail_next(count=4, status=503, verb="list", resource="workflows")
@@ -138,7 +139,7 @@ def test_api_errors_and_api_restart(cluster: Cluster, shared_dir: Path) -> None:
         controller.stop()
 
 
-def test_mlmd_down_for_a_minute(cluster: Cluster, shared_dir: Path) -> None:
+def test_mlmd_down_for_a_minute(cluster: Cluster) -> None:
     controller = cluster.controller(resync_interval_s=2.0)
     health = HealthServer(
         "127.0.0.1",
@@ -164,7 +165,7 @@ def test_mlmd_down_for_a_minute(cluster: Cluster, shared_dir: Path) -> None:
         wait_until(lambda: readyz() == 200, timeout=20, what="ready")
         cluster.mlmd.stop()
         sim = Simulator(cluster.api.store, "3.5", seed=4)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         run_simulation(cluster, sim)
         wait_until(lambda: readyz() == 503, timeout=20, what="not ready while MLMD is down")
         # The outage itself is the point: MLMD stays down for a minute, the process stays alive.
@@ -189,7 +190,7 @@ def _healthz(port: int) -> int:
 
 
 @pytest.mark.parametrize("election", [True, False])
-def test_two_replicas_make_no_duplicates(cluster: Cluster, shared_dir: Path, election: bool) -> None:
+def test_two_replicas_make_no_duplicates(cluster: Cluster, election: bool) -> None:
     from controller.kube import api_client_from
     from controller.leader import LeaderElector
 
@@ -215,7 +216,7 @@ def test_two_replicas_make_no_duplicates(cluster: Cluster, shared_dir: Path, ele
             replica.activate()
     try:
         sim = Simulator(cluster.api.store, "3.5", seed=5)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         run_simulation(cluster, sim)
         wait_until(lambda: converged(cluster), timeout=30, what="convergence with two replicas")
         assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
@@ -228,9 +229,9 @@ def test_two_replicas_make_no_duplicates(cluster: Cluster, shared_dir: Path, ele
             replica.stop()
 
 
-def test_malformed_pod_gets_an_event_and_the_rest_converge(cluster: Cluster, shared_dir: Path) -> None:
+def test_malformed_pod_gets_an_event_and_the_rest_converge(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.3", seed=6)
-    submit_all(sim, shared_dir, WORKFLOWS[:2])
+    submit_all(sim, WORKFLOWS[:2])
     sim.run_until_complete()
     victim = cluster.api.store.list("pods")[0]
     name = victim["metadata"]["name"]
@@ -273,9 +274,9 @@ def test_malformed_pod_gets_an_event_and_the_rest_converge(cluster: Cluster, sha
         controller.stop()
 
 
-def test_idle_pass_writes_nothing(cluster: Cluster, shared_dir: Path) -> None:
+def test_idle_pass_writes_nothing(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.5", seed=8)
-    submit_all(sim, shared_dir)
+    submit_all(sim)
     sim.run_until_complete()
     controller = cluster.controller(resync_interval_s=300.0, watch_enabled=False)
     controller.start()
@@ -295,7 +296,7 @@ def test_idle_pass_writes_nothing(cluster: Cluster, shared_dir: Path) -> None:
         controller.stop()
 
 
-def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir: Path) -> None:
+def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path) -> None:
     import os
     import signal
     import subprocess
@@ -309,10 +310,10 @@ def test_sigkill_during_busy_passes(cluster: Cluster, tmp_path: Path, shared_dir
     arrivals = threading.Event()
 
     def keep_busy() -> None:
-        names = ["own__chain10.yaml", "test__two_step.yaml", "own__fan_out_fan_in.yaml"]
+        names = ["chain10", "two_step", "fan_out_fan_in"]
         i = 0
         while not arrivals.wait(0.4):
-            sim.submit(load_fixture(shared_dir, names[i % len(names)]), "kubeflow")
+            sim.submit(pipelines.load(names[i % len(names)]), "kubeflow")
             i += 1
             for _ in range(3):
                 sim.step()
@@ -429,15 +430,15 @@ def test_sigterm_releases_the_lease_to_the_standby(cluster: Cluster, tmp_path: P
 
 @pytest.mark.parametrize("pod_gc", [None, "OnPodSuccess"])
 def test_a_full_pass_in_small_chunks_converges_in_one_pass(
-    cluster: Cluster, shared_dir: Path, pod_gc: Any
+    cluster: Cluster, pod_gc: Any
 ) -> None:
     # Chunks of 3 pods: most chunks hold one workflow, chain10 is bigger than a chunk,
     # and with pod GC the steps whose pods are gone come from their Workflows after the
     # last chunk.
     sim = Simulator(cluster.api.store, "3.5", seed=9, pod_gc=pod_gc)
-    submit_all(sim, shared_dir)
+    submit_all(sim)
     for _ in range(3):
-        sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "team-a")
+        sim.submit(pipelines.load("two_step"), "team-a")
     sim.run_until_complete()
     pods = cluster.api.store.list("pods")
     controller = cluster.controller(chunk_pods=3, watch_enabled=False)

@@ -16,9 +16,10 @@ from controller import inputs as pass_inputs
 from controller.converged import ConvergedSteps
 from controller.loop import Controller
 from reconcile import conventions as c
+from sandbox import pipelines
 from sandbox.simulator import Simulator
 from store.connect import open_store
-from tests.controller.harness import Cluster, duplicate_counts, load_fixture
+from tests.controller.harness import Cluster, duplicate_counts
 from tests.controller.test_controller_e2e import converged, metric_total, submit_all
 
 
@@ -30,10 +31,10 @@ class FakeClock:
         return self.now
 
 
-def converged_and_learned(cluster: Cluster, shared_dir: Path, **overrides: object) -> Controller:
+def converged_and_learned(cluster: Cluster, **overrides: object) -> Controller:
     """A controller whose first pass recorded everything and whose second found it converged."""
     sim = Simulator(cluster.api.store, "3.5", seed=5)
-    submit_all(sim, shared_dir)
+    submit_all(sim)
     sim.run_until_complete()
     controller = cluster.controller(watch_enabled=False, **overrides)
     controller.activate()
@@ -50,8 +51,8 @@ def pod_count(cluster: Cluster) -> int:
     return len(cluster.api.store.list("pods"))
 
 
-def test_an_idle_pass_skips_every_unchanged_pod(cluster: Cluster, shared_dir: Path) -> None:
-    controller = converged_and_learned(cluster, shared_dir)
+def test_an_idle_pass_skips_every_unchanged_pod(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster)
     try:
         assert len(controller.converged) == pod_count(cluster)
         cluster.mlmd.reset_counts()
@@ -73,8 +74,8 @@ def test_an_idle_pass_skips_every_unchanged_pod(cluster: Cluster, shared_dir: Pa
         controller.stop()
 
 
-def test_a_pod_changed_by_hand_is_compared_again_and_mended(cluster: Cluster, shared_dir: Path) -> None:
-    controller = converged_and_learned(cluster, shared_dir)
+def test_a_pod_changed_by_hand_is_compared_again_and_mended(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster)
     try:
         victim = cluster.api.store.list("pods")[0]["metadata"]
         wrong_id = {"metadata": {"labels": {c.EXECUTION_ID_LABEL: "999999"}}}
@@ -87,8 +88,8 @@ def test_a_pod_changed_by_hand_is_compared_again_and_mended(cluster: Cluster, sh
         controller.stop()
 
 
-def test_a_changed_workflow_node_or_task_result_is_compared_again(cluster: Cluster, shared_dir: Path) -> None:
-    controller = converged_and_learned(cluster, shared_dir)
+def test_a_changed_workflow_node_or_task_result_is_compared_again(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster)
     try:
         found = pass_inputs.read_all(controller.kube, [], controller.options)
         memo = controller.converged
@@ -116,9 +117,9 @@ def test_a_changed_workflow_node_or_task_result_is_compared_again(cluster: Clust
 
 
 def test_any_other_write_to_mlmd_makes_the_next_pass_compare_everything(
-    cluster: Cluster, shared_dir: Path
+    cluster: Cluster
 ) -> None:
-    controller = converged_and_learned(cluster, shared_dir)
+    controller = converged_and_learned(cluster)
     try:
         # Another MLMD client (a notebook, KFP v2) writes between two passes.
         other = open_store(cluster.mlmd.url)
@@ -134,13 +135,13 @@ def test_any_other_write_to_mlmd_makes_the_next_pass_compare_everything(
 
 @pytest.mark.parametrize("recheck_s", [3600.0, 0.0])
 def test_an_mlmd_restore_between_passes_is_seen_by_the_next_pass(
-    cluster: Cluster, shared_dir: Path, recheck_s: float
+    cluster: Cluster, recheck_s: float
 ) -> None:
     # MLMD's database goes back to an older backup while no pass runs: the controller sees
     # no error at all (had it seen one, it would have forgotten everything anyway). Its next
     # full pass must still recreate what the restore lost.
     sim = Simulator(cluster.api.store, "3.5", seed=6)
-    sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow")
+    sim.submit(pipelines.load("two_step"), "kubeflow")
     sim.run_until_complete()
     controller = cluster.controller(watch_enabled=False, converged_recheck_s=recheck_s)
     controller.activate()
@@ -150,7 +151,7 @@ def test_an_mlmd_restore_between_passes_is_seen_by_the_next_pass(
         db_file = cluster.workdir / "mlmd.sqlite"
         backup = cluster.workdir / "half-way.sqlite"
         _sqlite_backup(db_file, backup)
-        submit_all(sim, shared_dir)
+        submit_all(sim)
         sim.run_until_complete()
         for _ in range(2):
             assert controller.run_pass("resync") is not None
@@ -174,8 +175,8 @@ def test_an_mlmd_restore_between_passes_is_seen_by_the_next_pass(
         controller.stop()
 
 
-def test_entries_expire_after_the_recheck_interval(cluster: Cluster, shared_dir: Path) -> None:
-    controller = converged_and_learned(cluster, shared_dir)
+def test_entries_expire_after_the_recheck_interval(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster)
     try:
         clock = FakeClock()
         controller.converged = ConvergedSteps(600.0, clock=clock)
@@ -191,8 +192,8 @@ def test_entries_expire_after_the_recheck_interval(cluster: Cluster, shared_dir:
         controller.stop()
 
 
-def test_recheck_zero_compares_every_step_on_every_pass(cluster: Cluster, shared_dir: Path) -> None:
-    controller = converged_and_learned(cluster, shared_dir, converged_recheck_s=0.0)
+def test_recheck_zero_compares_every_step_on_every_pass(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster, converged_recheck_s=0.0)
     try:
         report = controller.run_pass("resync")
         assert report is not None and report.pods_unchanged == 0 and len(controller.converged) == 0
@@ -200,8 +201,8 @@ def test_recheck_zero_compares_every_step_on_every_pass(cluster: Cluster, shared
         controller.stop()
 
 
-def test_losing_leadership_forgets(cluster: Cluster, shared_dir: Path) -> None:
-    controller = converged_and_learned(cluster, shared_dir)
+def test_losing_leadership_forgets(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster)
     try:
         assert len(controller.converged) == pod_count(cluster)
         controller.deactivate()

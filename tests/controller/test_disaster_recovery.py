@@ -14,16 +14,17 @@ from typing import Any
 
 import pytest
 
+from sandbox import pipelines
 from sandbox.apiserver import ApiServer
 from sandbox.simulator import Simulator
 from store.server import MetadataServer
-from tests.controller.harness import Cluster, duplicate_counts, load_fixture, wait_until
+from tests.controller.harness import Cluster, duplicate_counts, wait_until
 
-FIRST_HALF = ["test__two_step.yaml", "own__chain10.yaml", "core__exit_handler.yaml"]
+FIRST_HALF = ["two_step", "chain10", "exit_handler"]
 SECOND_HALF = [
-    "own__fan_out_fan_in.yaml",
-    "testdata__basic.yaml",
-    "core__output_a_directory__dir_pipeline.yaml",
+    "fan_out_fan_in",
+    "raw_container_ops",
+    "output_directory",
 ]
 KFP = "pipelines.kubeflow.org/"
 
@@ -119,7 +120,6 @@ def pod_metadata(cluster: Cluster) -> dict[str, Any]:
 def run_with_restore(
     cluster: Cluster,
     backend: Backend,
-    shared_dir: Path,
     *,
     pod_gc: str | None = None,
     kubeconfig: Path | None = None,
@@ -134,12 +134,12 @@ def run_with_restore(
     sim = Simulator(cluster.api.store, "3.5", seed=21, pod_gc=pod_gc)
     try:
         for name in FIRST_HALF:
-            sim.submit(load_fixture(shared_dir, name), "kubeflow")
+            sim.submit(pipelines.load(name), "kubeflow")
         sim.run_until_complete()
         wait_until(lambda: converged(cluster), timeout=30, what="the first half recorded")
         backend.backup(cluster.workdir / "backup")
         for name in SECOND_HALF:
-            sim.submit(load_fixture(shared_dir, name), "kubeflow")
+            sim.submit(pipelines.load(name), "kubeflow")
         sim.run_until_complete()
         wait_until(lambda: converged(cluster), timeout=30, what="everything recorded")
     finally:
@@ -149,9 +149,9 @@ def run_with_restore(
     cluster.mlmd.start()
 
 
-def test_restore_verify_reconcile_verify(dr_cluster: tuple[Cluster, Backend], shared_dir: Path) -> None:
+def test_restore_verify_reconcile_verify(dr_cluster: tuple[Cluster, Backend]) -> None:
     cluster, backend = dr_cluster
-    run_with_restore(cluster, backend, shared_dir)
+    run_with_restore(cluster, backend)
     never_lost = cluster.expected_snapshot()
     assert cluster.actual_snapshot() != never_lost
 
@@ -180,10 +180,10 @@ def test_restore_verify_reconcile_verify(dr_cluster: tuple[Cluster, Backend], sh
 
 
 def test_restore_with_pod_gc_recovers_from_workflow_status(
-    dr_cluster: tuple[Cluster, Backend], shared_dir: Path
+    dr_cluster: tuple[Cluster, Backend]
 ) -> None:
     cluster, backend = dr_cluster
-    run_with_restore(cluster, backend, shared_dir, pod_gc="OnPodCompletion")
+    run_with_restore(cluster, backend, pod_gc="OnPodCompletion")
     assert cluster.api.store.list("pods") == []  # every finished step's pod is gone
     never_lost = cluster.expected_snapshot()
 
@@ -198,9 +198,9 @@ def test_restore_with_pod_gc_recovers_from_workflow_status(
     assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
 
 
-def test_offline_recovery_from_a_dump(dr_cluster: tuple[Cluster, Backend], shared_dir: Path) -> None:
+def test_offline_recovery_from_a_dump(dr_cluster: tuple[Cluster, Backend]) -> None:
     cluster, backend = dr_cluster
-    run_with_restore(cluster, backend, shared_dir)
+    run_with_restore(cluster, backend)
     never_lost = cluster.expected_snapshot()
     pods, workflows, results = cluster.state()
     dump = cluster.workdir / "dump.json"
@@ -222,7 +222,7 @@ def test_offline_recovery_from_a_dump(dr_cluster: tuple[Cluster, Backend], share
     assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
 
 
-def test_recovery_needs_no_more_than_the_deployments_rights(cluster: Cluster, shared_dir: Path) -> None:
+def test_recovery_needs_no_more_than_the_deployments_rights(cluster: Cluster) -> None:
     """The whole DR sequence, run with the ServiceAccount the kfp-dropin overlay renders."""
     from tests.deploy.rbac import restricted_kubeconfig
 
@@ -236,7 +236,6 @@ def test_recovery_needs_no_more_than_the_deployments_rights(cluster: Cluster, sh
     run_with_restore(
         cluster,
         Backend(backup, lambda source: shutil.copyfile(source, db_file)),
-        shared_dir,
         kubeconfig=restricted,
         namespaces=["kubeflow"],  # as the overlay's NAMESPACE_TO_WATCH
     )
@@ -251,7 +250,7 @@ def test_recovery_needs_no_more_than_the_deployments_rights(cluster: Cluster, sh
 
 
 def test_a_running_controller_that_skips_converged_steps_repairs_a_restore(
-    dr_cluster: tuple[Cluster, Backend], shared_dir: Path
+    dr_cluster: tuple[Cluster, Backend]
 ) -> None:
     # "Let it run" (docs/disaster-recovery.md): the controller stays up through the restore,
     # after its passes had learned that every step was converged and stopped comparing them.
@@ -261,13 +260,13 @@ def test_a_running_controller_that_skips_converged_steps_repairs_a_restore(
     sim = Simulator(cluster.api.store, "3.5", seed=22)
     try:
         for name in FIRST_HALF:
-            sim.submit(load_fixture(shared_dir, name), "kubeflow")
+            sim.submit(pipelines.load(name), "kubeflow")
         sim.run_until_complete()
         for _ in range(2):  # records and labels, then finds everything converged
             assert controller.run_pass("resync") is not None
         backend.backup(cluster.workdir / "backup")
         for name in SECOND_HALF:
-            sim.submit(load_fixture(shared_dir, name), "kubeflow")
+            sim.submit(pipelines.load(name), "kubeflow")
         sim.run_until_complete()
         for _ in range(2):
             assert controller.run_pass("resync") is not None

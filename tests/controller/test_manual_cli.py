@@ -22,10 +22,11 @@ from typing import Any
 
 from reconcile.conventions import CONTEXT_ID_LABEL, EXECUTION_ID_LABEL
 from reconcile.keys import PREFIX
+from sandbox import pipelines
 from sandbox.apiserver import ApiServer
 from sandbox.simulator import Simulator, generate_load
 from store.connect import open_store
-from tests.controller.harness import Cluster, duplicate_counts, load_fixture
+from tests.controller.harness import Cluster, duplicate_counts
 from tests.upstream_writer import write_like_upstream
 
 CLI = [sys.executable, "-m", "controller.cli"]
@@ -109,17 +110,17 @@ NO_DUPLICATES = {"executions": 0, "artifacts": 0, "events": 0}
 
 
 # ------------------------------------------------------------------------------- migration
-def test_migration_adopts_what_the_upstream_writer_recorded(cluster: Cluster, shared_dir: Path) -> None:
+def test_migration_adopts_what_the_upstream_writer_recorded(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.3", seed=3)
     upstream_runs = [
-        sim.submit(load_fixture(shared_dir, name), "kubeflow")
-        for name in ("own__chain10.yaml", "test__two_step.yaml")
+        sim.submit(pipelines.load(name), "kubeflow")
+        for name in ("chain10", "two_step")
     ]
-    sim.submit(load_fixture(shared_dir, "own__fan_out_fan_in.yaml"), "kubeflow")
+    sim.submit(pipelines.load("fan_out_fan_in"), "kubeflow")
     sim.run_until_complete()
     # A 3.5 run: its outputs come from the Workflow, not from a pod annotation.
     sim35 = Simulator(cluster.api.store, "3.5", seed=4)
-    sim35.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow")
+    sim35.submit(pipelines.load("two_step"), "kubeflow")
     sim35.run_until_complete()
     all_pods = pods_of(cluster)
 
@@ -177,15 +178,15 @@ def test_migration_adopts_what_the_upstream_writer_recorded(cluster: Cluster, sh
 
 
 # ---------------------------------------------------------------------------------- scope
-def test_namespace_and_workflow_scope_touch_nothing_else(cluster: Cluster, shared_dir: Path) -> None:
+def test_namespace_and_workflow_scope_touch_nothing_else(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.5", seed=8)
     team_a = [
-        sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "team-a"),
-        sim.submit(load_fixture(shared_dir, "own__chain10.yaml"), "team-a"),
+        sim.submit(pipelines.load("two_step"), "team-a"),
+        sim.submit(pipelines.load("chain10"), "team-a"),
     ]
     team_b = [
-        sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "team-b"),
-        sim.submit(load_fixture(shared_dir, "own__fan_out_fan_in.yaml"), "team-b"),
+        sim.submit(pipelines.load("two_step"), "team-b"),
+        sim.submit(pipelines.load("fan_out_fan_in"), "team-b"),
     ]
     sim.run_until_complete()
     store = cluster.api.store
@@ -322,10 +323,10 @@ def broken_copy(pod: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-def test_json_output_matches_the_text_summary(cluster: Cluster, shared_dir: Path) -> None:
+def test_json_output_matches_the_text_summary(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.5", seed=12)
-    sim.submit(load_fixture(shared_dir, "own__chain10.yaml"), "kubeflow")
-    sim.submit(load_fixture(shared_dir, "own__fan_out_fan_in.yaml"), "kubeflow")
+    sim.submit(pipelines.load("chain10"), "kubeflow")
+    sim.submit(pipelines.load("fan_out_fan_in"), "kubeflow")
     # Half-way: finished steps, started ones (outputs not reported yet) ...
     while len(pods_of(cluster)) < 10 or all(p["status"]["phase"] == "Succeeded" for p in pods_of(cluster)):
         assert sim.step()
@@ -446,11 +447,11 @@ def kubectl_dump(cluster: Cluster, path: Path) -> Path:
 
 
 def test_offline_label_drift_is_listed_but_not_counted(
-    cluster: Cluster, shared_dir: Path, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     sim = Simulator(cluster.api.store, "3.3", seed=13)
-    sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow")
-    sim.submit(load_fixture(shared_dir, "own__chain10.yaml"), "kubeflow")
+    sim.submit(pipelines.load("two_step"), "kubeflow")
+    sim.submit(pipelines.load("chain10"), "kubeflow")
     sim.run_until_complete()
     first = cli(cluster, "reconcile", "-A")
     assert first.returncode == 0, first.stderr
@@ -509,9 +510,9 @@ def test_offline_label_drift_is_listed_but_not_counted(
     assert duplicate_counts(cluster.mlmd.url) == NO_DUPLICATES
 
 
-def test_steps_that_cannot_be_rebuilt_are_errors_not_silence(cluster: Cluster, shared_dir: Path) -> None:
+def test_steps_that_cannot_be_rebuilt_are_errors_not_silence(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.5", seed=14, pod_gc="OnPodCompletion")
-    name = sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow")
+    name = sim.submit(pipelines.load("two_step"), "kubeflow")
     sim.run_until_complete()
     assert pods_of(cluster) == []  # pod GC: the Workflow is the only source left
     broken = {"status": {"nodes": None, "compressedNodes": "bm90IGd6aXA="}}  # base64, not gzip
@@ -529,10 +530,10 @@ def test_steps_that_cannot_be_rebuilt_are_errors_not_silence(cluster: Cluster, s
     assert executions(cluster) == []
 
 
-def test_orphans_are_listed_but_do_not_count(cluster: Cluster, shared_dir: Path) -> None:
+def test_orphans_are_listed_but_do_not_count(cluster: Cluster) -> None:
     sim = Simulator(cluster.api.store, "3.3", seed=31)
-    gone = sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow")
-    sim.submit(load_fixture(shared_dir, "own__chain10.yaml"), "kubeflow")
+    gone = sim.submit(pipelines.load("two_step"), "kubeflow")
+    sim.submit(pipelines.load("chain10"), "kubeflow")
     sim.run_until_complete()
     assert cli(cluster, "reconcile").returncode == 0
     # Argo's TTL removes a finished Workflow and, through owner references, its pods.

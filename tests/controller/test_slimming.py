@@ -4,33 +4,32 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from controller.inputs import slim_pod
 from controller.reconcile_pass import PassReport, desired_steps
 from reconcile import conventions as c
 from reconcile.argo import workflow_nodes
 from reconcile.options import ReconcileOptions
+from sandbox import pipelines
 from sandbox.simulator import simulate
 
 OPTS = ReconcileOptions()
-FIXTURES = [
-    "testdata__basic.yaml",
-    "own__fan_out_fan_in.yaml",
-    "test__legacy_data_passing.yaml",
-    "core__output_a_directory__dir_pipeline.yaml",
-    "testdata__input_artifact_raw_value.yaml",
-    "core__caching_sample__caching_pipeline.yaml",
+PIPELINES = [
+    "raw_container_ops",
+    "fan_out_fan_in",
+    "data_passing",
+    "output_directory",
+    "raw_artifact_values",
+    "pod_settings",
+    "tfx_and_v2_steps",
 ]
 
 
-def _run(shared_dir: Path, fixture: str, profile: str) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
-    workflow = yaml.safe_load((shared_dir / "fixtures" / "kfp-v1-workflows" / fixture).read_text())
-    run = simulate(workflow, profile, seed=5)
+def _run(pipeline: str, profile: str) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
+    run = simulate(pipelines.load(pipeline), profile, seed=5)
     nodes = {(run.namespace, k): v for k, v in workflow_nodes(run.workflow).items()}
     return run.pods, nodes
 
@@ -58,16 +57,16 @@ def _template_envs(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("profile", ["3.1", "3.3", "3.5", "3.6"])
-@pytest.mark.parametrize("fixture", FIXTURES)
-def test_slimmed_pods_give_the_same_steps(fixture: str, profile: str, shared_dir: Path) -> None:
-    pods, nodes = _run(shared_dir, fixture, profile)
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_slimmed_pods_give_the_same_steps(pipeline: str, profile: str) -> None:
+    pods, nodes = _run(pipeline, profile)
     slimmed = [slim_pod(copy.deepcopy(p)) for p in pods]
     assert _outcome(slimmed, nodes) == _outcome(pods, nodes)
     assert len(json.dumps(slimmed)) < len(json.dumps(pods))
 
 
-def test_slimming_drops_what_the_pass_never_reads(shared_dir: Path) -> None:
-    pods, _ = _run(shared_dir, "testdata__basic.yaml", "3.5")
+def test_slimming_drops_what_the_pass_never_reads() -> None:
+    pods, _ = _run("raw_container_ops", "3.5")
     slimmed = [slim_pod(p) for p in pods]
     for pod in slimmed:
         assert set(pod["metadata"]) <= {
@@ -119,8 +118,8 @@ def _corrupt(pods: list[dict[str, Any]], change: Any) -> list[dict[str, Any]]:
         "status-not-object",
     ],
 )
-def test_bad_pods_are_reported_the_same_after_slimming(change: Any, shared_dir: Path) -> None:
-    pods, nodes = _run(shared_dir, "testdata__basic.yaml", "3.5")
+def test_bad_pods_are_reported_the_same_after_slimming(change: Any) -> None:
+    pods, nodes = _run("raw_container_ops", "3.5")
     bad = _corrupt(pods, change)
     whole, slimmed = _outcome(bad, nodes), _outcome([slim_pod(copy.deepcopy(p)) for p in bad], nodes)
     assert slimmed == whole

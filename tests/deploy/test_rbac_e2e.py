@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from sandbox import pipelines
 from sandbox.faults import RequestInfo
 from sandbox.simulator import Simulator
 from store.connect import open_store
-from tests.controller.harness import Cluster, duplicate_counts, load_fixture, wait_until
+from tests.controller.harness import Cluster, duplicate_counts, wait_until
 from tests.deploy import manifests
 from tests.deploy.manifests import OVERLAYS, Obj
 from tests.deploy.rbac import controller_env, restricted_kubeconfig
@@ -27,9 +28,9 @@ BAD = {"metadata": {"annotations": {KFP + "component_spec": "{bad"}}}
 
 # Namespaces with KFP runs per overlay; "elsewhere" is one the controller must not touch.
 RUNS = {
-    "standalone": {"kubeflow": "test__two_step.yaml", "elsewhere": "test__two_step.yaml"},
-    "kfp-dropin": {"kubeflow": "test__two_step.yaml", "elsewhere": "test__two_step.yaml"},
-    "multi-user": {"kubeflow": "test__two_step.yaml", "team-a": "own__fan_out_fan_in.yaml"},
+    "standalone": {"kubeflow": "two_step", "elsewhere": "two_step"},
+    "kfp-dropin": {"kubeflow": "two_step", "elsewhere": "two_step"},
+    "multi-user": {"kubeflow": "two_step", "team-a": "fan_out_fan_in"},
 }
 WATCHED = {"standalone": {"kubeflow"}, "kfp-dropin": {"kubeflow"}, "multi-user": {"kubeflow", "team-a"}}
 
@@ -104,22 +105,22 @@ def _event_count(cluster: Cluster, pod: Obj) -> int:
     return max((int(e.get("count") or 1) for e in events), default=0)
 
 
-def _submit(cluster: Cluster, shared_dir: Path, overlay: str) -> Simulator:
+def _submit(cluster: Cluster, overlay: str) -> Simulator:
     sim = Simulator(cluster.api.store, "3.5", seed=31)
-    for namespace, fixture in RUNS[overlay].items():
-        sim.submit(load_fixture(shared_dir, fixture), namespace)
+    for namespace, pipeline in RUNS[overlay].items():
+        sim.submit(pipelines.load(pipeline), namespace)
     sim.run_until_complete()
     return sim
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_controller_runs_on_exactly_the_rendered_rbac(
-    cluster: Cluster, shared_dir: Path, tmp_path: Path, overlay: str
+    cluster: Cluster, tmp_path: Path, overlay: str
 ) -> None:
     objs = manifests.objects(overlay)
     own = manifests.deployment(objs)["metadata"]["namespace"]
     kubeconfig = restricted_kubeconfig(cluster.api, tmp_path / "sa.kubeconfig", overlay)
-    sim = _submit(cluster, shared_dir, overlay)
+    sim = _submit(cluster, overlay)
     victim = _pods(cluster, {"kubeflow"})[0]
     cluster.api.store.patch("pods", "kubeflow", victim["metadata"]["name"], BAD)
     env = _env(overlay, cluster, kubeconfig)
@@ -133,7 +134,7 @@ def test_controller_runs_on_exactly_the_rendered_rbac(
             lambda: _recorded(cluster, WATCHED[overlay], victim["metadata"]["name"]), 30, "the runs recorded"
         )
         # A run while it watches: the watch triggers a targeted pass (get workflows).
-        sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow", name="late-run")
+        sim.submit(pipelines.load("two_step"), "kubeflow", name="late-run")
         sim.run(pace_s=0.02, background=True, stop_when_idle=True)
         wait_until(lambda: not sim.active, 30, "the late run to finish")
         wait_until(lambda: cluster.api.count("get", "workflows") > 0, 20, "a targeted pass")
@@ -169,10 +170,10 @@ def _drop_pod_patch(objs: list[Obj]) -> None:
                 rule["verbs"].remove("patch")
 
 
-def test_a_removed_rule_gets_requests_denied(cluster: Cluster, shared_dir: Path, tmp_path: Path) -> None:
+def test_a_removed_rule_gets_requests_denied(cluster: Cluster, tmp_path: Path) -> None:
     kubeconfig = restricted_kubeconfig(cluster.api, tmp_path / "sa.kubeconfig", "kfp-dropin", _drop_pod_patch)
     sim = Simulator(cluster.api.store, "3.5", seed=32)
-    sim.submit(load_fixture(shared_dir, "test__two_step.yaml"), "kubeflow")
+    sim.submit(pipelines.load("two_step"), "kubeflow")
     sim.run_until_complete()
     proc = _start(_env("kfp-dropin", cluster, kubeconfig), tmp_path / "ready")
     try:

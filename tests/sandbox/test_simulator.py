@@ -1,21 +1,19 @@
 """Tests for the Argo/KFP v1 run simulator (``sandbox.simulator``).
 
-Every check is taken from ``shared/reference/argo-pod-anatomy.md``; section
-numbers in comments refer to that file.
+Every check is taken from ``docs/argo-anatomy.md``; section numbers in comments
+refer to that file. The workflows are the project's own compiled pipelines
+(``sandbox.pipelines``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from sandbox import pipelines
 from sandbox.objectstore import ObjectStore
 from sandbox.simulator import (
     ArgoProfile,
@@ -32,25 +30,11 @@ from sandbox.simulator import (
     workflow_nodes,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FIXTURES = SHARED / "fixtures" / "kfp-v1-workflows"
-FIXTURE_FILES = sorted(p.name for p in FIXTURES.glob("*.yaml"))
 PROFILES = ("3.1", "3.3", "3.5", "3.6")
 FULFILLED = {"Succeeded", "Failed", "Error", "Skipped", "Omitted"}
 
 WF = "workflows.argoproj.io/"
 KFP = "pipelines.kubeflow.org/"
-
-
-@cache
-def _load(name: str) -> dict[str, Any]:
-    with open(FIXTURES / name) as f:
-        return yaml.safe_load(f)
-
-
-def fixture(name: str) -> dict[str, Any]:
-    """A fresh copy of one compiled KFP v1 workflow."""
-    return copy.deepcopy(_load(name))
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +93,8 @@ def check_pod(pod: dict[str, Any], result: SimulationResult, *, completed: bool 
             assert ("ARGO_TEMPLATE" in env_of(c)) == (prof.template_env == "all"), c["name"]
         names = [c["name"] for c in containers]
         is_resource = node["templateName"] in _resource_templates(wf)
-        assert names == (["main"] if is_resource else ["wait", "main"])
+        sidecars = [c["name"] for c in _template(wf, node["templateName"]).get("sidecars") or []]
+        assert names == (["main"] if is_resource else ["wait", "main", *sidecars])
         if prof.executor == "emissary":
             assert [c["name"] for c in init] == ["init"]
         t = pod_template(pod, prof)
@@ -131,6 +116,10 @@ def check_pod(pod: dict[str, Any], result: SimulationResult, *, completed: bool 
 
 def _resource_templates(wf: dict[str, Any]) -> frozenset[str]:
     return frozenset(t["name"] for t in wf["spec"]["templates"] if "resource" in t)
+
+
+def _template(wf: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in wf["spec"]["templates"] if t["name"] == name)
 
 
 def check_template(t: dict[str, Any], pod: dict[str, Any], node: dict[str, Any],
@@ -208,11 +197,11 @@ def test_when_expressions() -> None:
     assert evaluate_when("(1 < 2) && !(3 < 2)")
 
 
-# ----------------------------------------------------------------------------- all fixtures
+# ----------------------------------------------------------------------------- all pipelines
 @pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("name", FIXTURE_FILES)
-def test_every_fixture_runs_to_completion(name: str, profile: str) -> None:
-    result = simulate(fixture(name), profile, seed=7)
+@pytest.mark.parametrize("name", pipelines.names())
+def test_every_pipeline_runs_to_completion(name: str, profile: str) -> None:
+    result = simulate(pipelines.load(name), profile, seed=7)
     assert result.phase == "Succeeded", [
         (n["name"], n.get("message")) for n in result.nodes.values() if n["phase"] != "Succeeded"]
     wf = result.workflow
@@ -243,42 +232,46 @@ def test_every_fixture_runs_to_completion(name: str, profile: str) -> None:
 # ----------------------------------------------------------------------------- artifacts
 @pytest.mark.parametrize("profile", PROFILES)
 def test_input_artifact_is_the_producers_output_with_consumer_name_and_path(profile: str) -> None:
-    result = simulate(fixture("test__two_step.yaml"), profile)
+    result = simulate(pipelines.load("two_step"), profile)
     wf_name = result.name
     nodes = {n["displayName"]: n for n in result.nodes.values()}
-    produced = {a["name"]: a for a in nodes["preprocess"]["outputs"]["artifacts"]}
-    out = produced["preprocess-output_dataset_one"]
+    produced = {a["name"]: a for a in nodes["prepare-data"]["outputs"]["artifacts"]}
+    out = produced["prepare-data-table"]
     pre_pod = next(p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"]
-                   == f"{wf_name}.preprocess")
-    assert out["s3"]["key"].endswith(f"/{pre_pod['metadata']['name']}/"
-                                     "preprocess-output_dataset_one.tgz")
-    assert out["path"] == "/tmp/outputs/output_dataset_one/data"
+                   == f"{wf_name}.prepare-data")
+    assert out["s3"]["key"].endswith(f"/{pre_pod['metadata']['name']}/prepare-data-table.tgz")
+    assert out["path"] == "/tmp/outputs/table/data"
     # value output also reported as a parameter, read from the same file (§5)
-    params = nodes["preprocess"]["outputs"]["parameters"]
-    assert params[0]["valueFrom"] == {"path": "/tmp/outputs/output_parameter_one/data"}
+    params = nodes["prepare-data"]["outputs"]["parameters"]
+    assert params[0]["valueFrom"] == {"path": "/tmp/outputs/row_count/data"}
     train_pod = next(p for p in result.pods if p["metadata"]["annotations"][WF + "node-name"]
-                     == f"{wf_name}.train-op")
+                     == f"{wf_name}.train")
     t = pod_template(train_pod, result.profile)
     assert t["inputs"]["artifacts"] == [{
-        "name": "preprocess-output_dataset_one", "path": "/tmp/inputs/dataset/data",
+        "name": "prepare-data-table", "path": "/tmp/inputs/dataset/data",
         "s3": {"key": out["s3"]["key"]}}]
-    assert nodes["train-op"]["inputs"]["artifacts"] == t["inputs"]["artifacts"]
+    assert nodes["train"]["inputs"]["artifacts"] == t["inputs"]["artifacts"]
     arg_params = json.loads(train_pod["metadata"]["annotations"][KFP + "arguments.parameters"])
-    assert arg_params == {"num_steps": params[0]["value"]}
-    assert "--num-steps" in train_pod["spec"]["containers"][-1]["args"]
+    assert arg_params == {"epochs": params[0]["value"]}
+    assert "--epochs" in train_pod["spec"]["containers"][-1]["args"]
 
 
 def test_raw_input_artifacts_arrive_as_raw_data() -> None:
-    result = simulate(fixture("testdata__input_artifact_raw_value.yaml"), "3.5")
+    result = simulate(pipelines.load("raw_artifact_values"), "3.5")
+    poem = result.workflow["spec"]["arguments"]["parameters"][0]["value"]
+    data = []
     for pod in result.pods:
         t = pod_template(pod, result.profile)
         (art,) = t["inputs"]["artifacts"]
-        assert set(art) == {"name", "path", "raw"} and art["raw"]["data"]
+        assert set(art) == {"name", "path", "raw"}
+        data.append(art["raw"]["data"])
+    # constants as they were compiled; the pipeline parameter substituted (§4)
+    assert sorted(data) == sorted(["a constant, as a file", "one two three four", poem, poem])
 
 
 def test_3_6_template_only_on_init_and_inputs_cut_down() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.6")
-    pod = next(p for p in result.pods if "train-op" in p["metadata"]["name"])
+    result = simulate(pipelines.load("two_step"), "3.6")
+    pod = next(p for p in result.pods if "-train-" in p["metadata"]["name"])
     assert "ARGO_TEMPLATE" not in env_of(pod["spec"]["containers"][0])  # wait
     assert "ARGO_TEMPLATE" not in env_of(pod["spec"]["containers"][1])  # main
     t = json.loads(env_of(pod["spec"]["initContainers"][0])["ARGO_TEMPLATE"])
@@ -288,7 +281,7 @@ def test_3_6_template_only_on_init_and_inputs_cut_down() -> None:
 
 
 def test_3_6_large_template_is_offloaded_to_a_configmap() -> None:
-    wf = fixture("core__hello_world.yaml")
+    wf = pipelines.load("hello_world")
     for t in wf["spec"]["templates"]:
         if "container" in t:
             t["metadata"]["annotations"]["big"] = "x" * 140_000
@@ -301,7 +294,7 @@ def test_3_6_large_template_is_offloaded_to_a_configmap() -> None:
 
 
 def test_3_1_docker_executor_shape() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.1")
+    result = simulate(pipelines.load("two_step"), "3.1")
     for pod in result.pods:
         names = [c["name"] for c in pod["spec"]["containers"]]
         assert names == ["wait", "main"]
@@ -313,7 +306,7 @@ def test_3_1_docker_executor_shape() -> None:
 
 
 def test_emissary_main_command_and_env() -> None:
-    result = simulate(fixture("core__hello_world.yaml"), "3.5")
+    result = simulate(pipelines.load("hello_world"), "3.5")
     (pod,) = result.pods
     wait, main = pod["spec"]["containers"]
     assert main["command"][:7] == ["/var/run/argo/argoexec", "emissary", "--loglevel", "info",
@@ -336,7 +329,7 @@ def _tr_versions(result: SimulationResult) -> list[dict[str, Any]]:
 
 
 def test_3_5_taskresult_lifecycle() -> None:
-    result = simulate(fixture("core__hello_world.yaml"), "3.5", snapshots=True)
+    result = simulate(pipelines.load("hello_world"), "3.5", snapshots=True)
     versions = _tr_versions(result)
     assert len(versions) == 2
     early, final = versions
@@ -366,7 +359,7 @@ def test_3_5_taskresult_lifecycle() -> None:
 
 def test_3_3_with_taskresults_allowed_owns_results_by_pod() -> None:
     prof = ArgoProfile.get("3.3", outputs="taskresult")
-    result = simulate(fixture("core__hello_world.yaml"), prof, snapshots=True)
+    result = simulate(pipelines.load("hello_world"), prof, snapshots=True)
     (tr,) = _tr_versions(result)
     (ref,) = tr["metadata"]["ownerReferences"]
     assert ref["kind"] == "pods" and ref["apiVersion"] == "v1"
@@ -377,7 +370,7 @@ def test_3_3_with_taskresults_allowed_owns_results_by_pod() -> None:
 
 @pytest.mark.parametrize("profile", [ArgoProfile.get("3.5", outputs="annotation"), "3.3", "3.1"])
 def test_outputs_annotation_profiles_never_write_taskresults(profile: Any) -> None:
-    result = simulate(fixture("test__two_step.yaml"), profile, snapshots=True)
+    result = simulate(pipelines.load("two_step"), profile, snapshots=True)
     assert _tr_versions(result) == []
     for pod in result.pods:
         ann = pod["metadata"]["annotations"]
@@ -389,7 +382,7 @@ def test_outputs_annotation_profiles_never_write_taskresults(profile: Any) -> No
 
 
 def test_snapshots_show_each_intermediate_pod_state() -> None:
-    result = simulate(fixture("core__hello_world.yaml"), "3.3", snapshots=True)
+    result = simulate(pipelines.load("hello_world"), "3.3", snapshots=True)
     (versions,) = result.pod_versions().values()
     states = [(v["status"]["phase"], WF + "outputs" in v["metadata"]["annotations"],
                v["metadata"]["labels"][WF + "completed"]) for v in versions]
@@ -399,7 +392,7 @@ def test_snapshots_show_each_intermediate_pod_state() -> None:
 
 
 def test_completed_label_only_after_the_node_is_persisted_fulfilled() -> None:
-    result = simulate(fixture("own__chain10.yaml"), "3.5", snapshots=True)
+    result = simulate(pipelines.load("chain10"), "3.5", snapshots=True)
     for snap in result.snapshots:
         nodes = workflow_nodes(snap.workflow)
         for pod in snap.pods:
@@ -416,13 +409,13 @@ def _ever_labelled(result: SimulationResult) -> set[str]:
 
 
 def test_pod_gc_unset_labels_every_pod() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5")
+    result = simulate(pipelines.load("two_step"), "3.5")
     assert len(result.pods) == 2
     assert all(p["metadata"]["labels"][WF + "completed"] == "true" for p in result.pods)
 
 
 def test_pod_gc_on_pod_completion_deletes_without_labelling() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5", pod_gc="OnPodCompletion",
+    result = simulate(pipelines.load("two_step"), "3.5", pod_gc="OnPodCompletion",
                       snapshots=True)
     assert result.pods == []
     assert _ever_labelled(result) == set()
@@ -430,10 +423,10 @@ def test_pod_gc_on_pod_completion_deletes_without_labelling() -> None:
 
 
 def test_pod_gc_on_pod_success_keeps_failed_pods_labelled() -> None:
-    result = simulate(fixture("testdata__timeout.yaml"), "3.5", pod_gc="OnPodSuccess",
-                      fail={"random-failure": 1})
+    result = simulate(pipelines.load("retries_and_timeouts"), "3.5", pod_gc="OnPodSuccess",
+                      fail={"slow-step": 1})
     assert result.phase == "Failed"
-    (pod,) = result.pods
+    (pod,) = result.pods  # the flaky step succeeded (first time) and its pod was deleted
     assert pod["status"]["phase"] == "Failed"
     assert pod["metadata"]["labels"][WF + "completed"] == "true"
     node = result.nodes[pod["metadata"]["annotations"][WF + "node-id"]]
@@ -441,7 +434,7 @@ def test_pod_gc_on_pod_success_keeps_failed_pods_labelled() -> None:
 
 
 def test_pod_gc_on_workflow_completion_never_labels() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5", pod_gc="OnWorkflowCompletion",
+    result = simulate(pipelines.load("two_step"), "3.5", pod_gc="OnWorkflowCompletion",
                       snapshots=True)
     assert result.pods == []
     assert _ever_labelled(result) == set()
@@ -450,15 +443,15 @@ def test_pod_gc_on_workflow_completion_never_labels() -> None:
 
 
 def test_pod_gc_on_workflow_success_labels_when_the_workflow_failed() -> None:
-    result = simulate(fixture("testdata__timeout.yaml"), "3.5", pod_gc="OnWorkflowSuccess",
-                      fail={"random-failure": 1}, snapshots=True)
+    result = simulate(pipelines.load("retries_and_timeouts"), "3.5", pod_gc="OnWorkflowSuccess",
+                      fail={"slow-step": 1}, snapshots=True)
     assert result.phase == "Failed"
     assert len(result.pods) == 2
     assert all(p["metadata"]["labels"][WF + "completed"] == "true" for p in result.pods)
 
 
 def test_workflow_pod_gc_spec_wins() -> None:
-    wf = fixture("core__hello_world.yaml")
+    wf = pipelines.load("hello_world")
     wf["spec"]["podGC"] = {"strategy": "OnPodSuccess"}
     assert simulate(wf, "3.5").pods == []
 
@@ -466,14 +459,11 @@ def test_workflow_pod_gc_spec_wins() -> None:
 # ----------------------------------------------------------------------------- retries
 @pytest.mark.parametrize("profile", ["3.3", "3.6"])
 def test_retry_creates_attempt_nodes_and_pods(profile: str) -> None:
-    wf = fixture("testdata__timeout.yaml")
-    for t in wf["spec"]["templates"]:
-        if t["name"] == "random-failure":
-            t["retryStrategy"] = {"limit": "2"}
-    result = simulate(wf, profile, fail={"random-failure": 1})
+    # flaky-step was compiled with set_retry(3): a retryStrategy on its template.
+    result = simulate(pipelines.load("retries_and_timeouts"), profile, fail={"flaky-step": 1})
     assert result.phase == "Succeeded"
     retry = next(n for n in result.nodes.values() if n["type"] == "Retry")
-    assert retry["name"] == f"{result.name}.random-failure"
+    assert retry["name"] == f"{result.name}.flaky-step"
     assert retry["phase"] == "Succeeded"
     a0, a1 = (result.nodes[c] for c in retry["children"])
     assert (a0["name"], a0["phase"]) == (f"{retry['name']}(0)", "Failed")
@@ -486,12 +476,20 @@ def test_retry_creates_attempt_nodes_and_pods(profile: str) -> None:
     main = next(c for c in pods[a0["name"]]["status"]["containerStatuses"] if c["name"] == "main")
     assert main["state"]["terminated"]["exitCode"] == 1
     assert pods[a1["name"]]["metadata"]["name"] == pod_name(
-        result.name, a1["name"], "random-failure", result.profile.pod_name_format)
+        result.name, a1["name"], "flaky-step", result.profile.pod_name_format)
+
+
+def test_retries_stop_at_the_limit() -> None:
+    result = simulate(pipelines.load("retries_and_timeouts"), "3.5", fail={"flaky-step": 10})
+    assert result.phase == "Failed"
+    retry = next(n for n in result.nodes.values() if n["type"] == "Retry")
+    assert len(retry["children"]) == 4  # the first try and three retries
+    assert retry["phase"] == "Failed" and retry["message"] == "No more retries left"
 
 
 def test_random_failures_are_seeded() -> None:
-    a = simulate(fixture("testdata__timeout.yaml"), "3.5", fail=0.5, seed=3)
-    b = simulate(fixture("testdata__timeout.yaml"), "3.5", fail=0.5, seed=3)
+    a = simulate(pipelines.load("retries_and_timeouts"), "3.5", fail=0.5, seed=3)
+    b = simulate(pipelines.load("retries_and_timeouts"), "3.5", fail=0.5, seed=3)
     assert a.name == b.name
     assert [n["phase"] for n in a.nodes.values()] == [n["phase"] for n in b.nodes.values()]
 
@@ -500,7 +498,7 @@ def test_random_failures_are_seeded() -> None:
 def test_conditions_skip_with_the_evaluated_expression() -> None:
     skipped_total = 0
     for seed in range(6):
-        result = simulate(fixture("core__nested_condition.yaml"), "3.5", seed=seed)
+        result = simulate(pipelines.load("conditions"), "3.5", seed=seed)
         for n in result.nodes.values():
             if n["type"] == "Skipped":
                 assert n["phase"] == "Skipped"
@@ -511,40 +509,63 @@ def test_conditions_skip_with_the_evaluated_expression() -> None:
 
 
 def test_exactly_one_branch_of_an_if_else_runs() -> None:
-    result = simulate(fixture("core__continue_training_from_prod.yaml"), "3.5")
+    result = simulate(pipelines.load("conditions"), "3.5")
     cond = {n["displayName"]: n for n in result.nodes.values()
-            if n["displayName"] in ("condition-1", "condition-3")}
+            if n["displayName"] in ("condition-1", "condition-4")}  # heads / tails
     assert sorted(n["type"] for n in cond.values()) == ["DAG", "Skipped"]
 
 
 def test_with_param_loop_nodes_and_items() -> None:
-    result = simulate(fixture("testdata__parallelfor_item_argument_resolving.yaml"), "3.5")
+    result = simulate(pipelines.load("parallel_for"), "3.5")
     groups = [n for n in result.nodes.values() if n["type"] == "TaskGroup"]
     assert len(groups) == 4
     for g in groups:
-        assert len(g["children"]) in (2, 3)
+        assert len(g["children"]) == 3
         for i, cid in enumerate(g["children"]):
             child = result.nodes[cid]
             assert child["name"].startswith(f"{g['name']}({i}:")
             assert child["boundaryID"] == g["boundaryID"]
-    dicts = next(g for g in groups if g["displayName"] == "for-loop-3")
-    child = result.nodes[dicts["children"][0]]
-    value = child["inputs"]["parameters"][1]["value"]
-    assert child["name"].endswith(f"(0:aaa:{value})")
+    colours = next(g for g in groups if g["displayName"] == "for-loop-4")  # a pipeline parameter
+    assert [result.nodes[c]["displayName"] for c in colours["children"]] == [
+        "for-loop-4(0:red)", "for-loop-4(1:green)", "for-loop-4(2:blue)"]
+    records = next(g for g in groups if g["displayName"] == "for-loop-3")
+    child = result.nodes[records["children"][0]]
+    shape, size = (p["value"] for p in child["inputs"]["parameters"])
+    assert child["name"].endswith(f"(0:shape:{shape},size:{size})")
+
+
+def test_loop_parallelism_limits_each_iteration_not_the_iterations() -> None:
+    # KFP compiles ParallelFor(parallelism=1) onto the loop body's DAG template, so Argo
+    # limits the tasks inside each iteration: `show` and the inner loop take turns, while
+    # both outer iterations run side by side.
+    result = simulate(pipelines.load("nested_loops"), "3.5", snapshots=True)
+    both_iterations = False
+    for snap in result.snapshots:
+        running: dict[str, set[str]] = {}
+        for pod in snap.pods:
+            if pod["status"]["phase"] not in ("Pending", "Running"):
+                continue
+            parts = pod["metadata"]["annotations"][WF + "node-name"].split(".")
+            if parts[1].startswith("for-loop-2("):
+                task = "inner loop" if parts[2].startswith("for-loop-4") else parts[2]
+                running.setdefault(parts[1], set()).add(task)
+        both_iterations |= len(running) == 2
+        assert all(len(tasks) == 1 for tasks in running.values()), running
+    assert both_iterations
 
 
 def test_with_items_dict_names_are_sorted_key_value_pairs() -> None:
-    result = simulate(fixture("testdata__withitem_nested.yaml"), "3.5")
+    result = simulate(pipelines.load("nested_loops"), "3.5")
     names = {n["displayName"] for n in result.nodes.values()}
     assert "for-loop-2(0:a:1,b:2)" in names and "for-loop-2(1:a:10,b:20)" in names
     assert "for-loop-4(2:300)" in names
 
 
 def test_exit_handler_runs_last_with_on_exit_label() -> None:
-    result = simulate(fixture("core__exit_handler.yaml"), "3.5", snapshots=True)
+    result = simulate(pipelines.load("exit_handler"), "3.5", snapshots=True)
     exit_node = result.nodes[node_id(result.name, f"{result.name}.onExit")]
     assert exit_node["displayName"] == "onExit" and "boundaryID" not in exit_node
-    assert exit_node["templateName"] == "echo-msg"
+    assert exit_node["templateName"] == "report"
     on_exit = [p for p in result.pods if p["metadata"]["labels"].get(WF + "on-exit") == "true"]
     assert [p["metadata"]["annotations"][WF + "node-id"] for p in on_exit] == [exit_node["id"]]
     others = [n for n in result.nodes.values() if n["type"] == "Pod" and n is not exit_node]
@@ -552,7 +573,7 @@ def test_exit_handler_runs_last_with_on_exit_label() -> None:
 
 
 def test_recursion_is_bounded() -> None:
-    result = simulate(fixture("core__train_until_good.yaml"), "3.5")
+    result = simulate(pipelines.load("train_until_good"), "3.5")
     graphs = [n for n in result.nodes.values()
               if n["templateName"] == "graph-train-until-low-error-1" and n["type"] == "DAG"]
     assert len(graphs) == 2  # recursed once, then the error was small enough
@@ -560,17 +581,17 @@ def test_recursion_is_bounded() -> None:
 
 
 def test_workflow_parallelism_limits_running_pods() -> None:
-    result = simulate(fixture("core__pipeline_parallelism_limits.yaml"), "3.5", snapshots=True)
+    result = simulate(pipelines.load("pod_settings"), "3.5", snapshots=True)
     for snap in result.snapshots:
         active = [p for p in snap.pods if p["status"]["phase"] in ("Pending", "Running")]
         assert len(active) <= 1
 
 
 def test_dag_children_and_outbound_nodes() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5")
+    result = simulate(pipelines.load("two_step"), "3.5")
     root = result.nodes[result.name]
-    pre = result.nodes[node_id(result.name, f"{result.name}.preprocess")]
-    train = result.nodes[node_id(result.name, f"{result.name}.train-op")]
+    pre = result.nodes[node_id(result.name, f"{result.name}.prepare-data")]
+    train = result.nodes[node_id(result.name, f"{result.name}.train")]
     assert root["children"] == [pre["id"]]
     assert pre["children"] == [train["id"]]
     assert root["outboundNodes"] == [train["id"]]
@@ -578,16 +599,16 @@ def test_dag_children_and_outbound_nodes() -> None:
 
 
 def test_compressed_nodes() -> None:
-    result = simulate(fixture("test__two_step.yaml"), "3.5", compress_nodes=True)
+    result = simulate(pipelines.load("two_step"), "3.5", compress_nodes=True)
     status = result.workflow["status"]
     assert "nodes" not in status and status["compressedNodes"]
     assert len(result.nodes) == 3
 
 
 def test_deterministic_names_and_sim_clock() -> None:
-    a = simulate(fixture("core__hello_world.yaml"), "3.5", seed=11, clock=SimClock())
-    b = simulate(fixture("core__hello_world.yaml"), "3.5", seed=11, clock=SimClock())
-    assert a.name == b.name and a.name.startswith("my-first-pipeline-")
+    a = simulate(pipelines.load("hello_world"), "3.5", seed=11, clock=SimClock())
+    b = simulate(pipelines.load("hello_world"), "3.5", seed=11, clock=SimClock())
+    assert a.name == b.name and a.name.startswith("hello-world-")
     assert a.nodes == b.nodes
 
 
@@ -595,13 +616,13 @@ def test_deterministic_names_and_sim_clock() -> None:
 def _one_step_runs(profile: str, store: ObjectStore, hook: KfpCacheWebhook,
                    execution_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     sim = Simulator(store, profile, cache=hook, seed=1)
-    first = sim.submit(fixture("core__hello_world.yaml"), "kubeflow")
+    first = sim.submit(pipelines.load("hello_world"), "kubeflow")
     sim.run_until_complete()
     (pod1,) = store.list("pods", "kubeflow", f"{WF}workflow={first}")
     if execution_id:
         store.patch("pods", "kubeflow", pod1["metadata"]["name"],
                     {"metadata": {"labels": {KFP + "metadata_execution_id": execution_id}}})
-    second = sim.submit(fixture("core__hello_world.yaml"), "kubeflow")
+    second = sim.submit(pipelines.load("hello_world"), "kubeflow")
     sim.run_until_complete()
     (pod2,) = store.list("pods", "kubeflow", f"{WF}workflow={second}")
     return store.get("pods", "kubeflow", pod1["metadata"]["name"]), pod2
@@ -636,13 +657,13 @@ def test_no_cache_on_3_6_and_none_without_completed_label() -> None:
     store, hook = ObjectStore(), KfpCacheWebhook()
     sim = Simulator(store, "3.3", cache=hook, pod_gc="OnWorkflowCompletion")
     for _ in range(2):
-        sim.submit(fixture("core__hello_world.yaml"), "kubeflow")
+        sim.submit(pipelines.load("hello_world"), "kubeflow")
         sim.run_until_complete()
     assert hook.entries == {} and hook.hits == []
 
 
 def test_max_cache_staleness_p0d_never_hits() -> None:
-    wf = fixture("core__hello_world.yaml")
+    wf = pipelines.load("hello_world")
     for t in wf["spec"]["templates"]:
         if "container" in t:
             t["metadata"]["annotations"][KFP + "max_cache_staleness"] = "P0D"
@@ -666,7 +687,7 @@ def test_paced_mode_reports_outputs_visibility() -> None:
             done.set()
 
     sim = Simulator(store, "3.5", on_outputs=[listener])
-    name = sim.submit(fixture("test__two_step.yaml"), "kubeflow")
+    name = sim.submit(pipelines.load("two_step"), "kubeflow")
     sim.run(pace_s=0.001)
     try:
         assert done.wait(30)
@@ -681,7 +702,7 @@ def test_paced_mode_reports_outputs_visibility() -> None:
 def test_delete_workflow_removes_owned_objects() -> None:
     store = ObjectStore()
     sim = Simulator(store, "3.5")
-    name = sim.submit(fixture("test__two_step.yaml"), "kubeflow")
+    name = sim.submit(pipelines.load("two_step"), "kubeflow")
     for _ in range(4):
         sim.step()
     assert store.list("pods", "kubeflow")
