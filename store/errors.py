@@ -1,0 +1,78 @@
+"""The errors store/ raises: MLMD's own error types never leave this package.
+
+Opening a store raises `StoreConfigError` or `StoreUnavailableError` (store/connect.py).
+A call to an open store that fails comes out as one of the types below, its message the
+MLMD error's own. Every one is a `StoreError`, so a caller that only needs to know "MLMD
+failed" catches that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ml_metadata import errors as mlmd_errors
+
+from store.connect import StoreConfigError, StoreError, StoreUnavailableError
+
+__all__ = [
+    "StoreConfigError",
+    "StoreConflict",
+    "StoreError",
+    "StoreReadError",
+    "StoreUnavailable",
+    "StoreUnavailableError",
+    "StoreWriteError",
+    "reading",
+    "write_failure",
+]
+
+
+class StoreUnavailable(StoreUnavailableError):
+    """MLMD stopped answering during a call (unavailable, or past its deadline).
+
+    The store itself is unusable: a pass stops here and no pod is blamed.
+    """
+
+
+class StoreConflict(StoreError):
+    """A write found one of its records already stored (another writer got there first)."""
+
+
+class StoreWriteError(StoreError):
+    """MLMD refused a write for another reason (the message says which)."""
+
+
+class StoreReadError(StoreError):
+    """MLMD answered a read with an error other than being unavailable."""
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, mlmd_errors.UnavailableError | mlmd_errors.DeadlineExceededError)
+
+
+def write_failure(exc: Exception) -> StoreError:
+    """What a failed write transaction raised, as a store error (MLMD's or any other)."""
+    if _unavailable(exc):
+        error: StoreError = StoreUnavailable(_message(exc))
+    elif isinstance(exc, mlmd_errors.AlreadyExistsError):
+        error = StoreConflict(_message(exc))
+    else:
+        error = StoreWriteError(_message(exc))
+    error.__cause__ = exc
+    return error
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Around MLMD reads: an MLMD error comes out as StoreUnavailable or StoreReadError."""
+    try:
+        yield
+    except mlmd_errors.StatusError as exc:
+        if _unavailable(exc):
+            raise StoreUnavailable(_message(exc)) from exc
+        raise StoreReadError(_message(exc)) from exc
