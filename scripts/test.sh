@@ -22,7 +22,8 @@ if ! mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The runtime and, beside it, the sandbox (API emulator, simulator, the `sandbox` command).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' -e ./sandbox
 
 # tests/deploy tools beyond the test extra, under .venv/tools (ignored by git):
 # - checkov in a venv of its own: it pins packaging<24 and python-dateutil<3, which
