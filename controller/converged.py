@@ -12,15 +12,15 @@ full pass skips the pod while all of these are unchanged.
 The other half of a plan is MLMD, which nothing here deletes from: it loses
 records only when its database is restored from a backup. So every pass first
 reads MLMD's newest and most recently updated execution, artifact and context
-(six one-record reads: store/witness.py) and compares them with what they were
-when the last pass ended; if anything else wrote since, or a restore took records away, it
-differs and everything is forgotten. One loss it cannot see: a restore to a
-backup taken just before a write that neither created nor updated a record (an
-input event added to an existing execution) with nothing written after it.
-So each entry also expires after `recheck_s`, and every step is compared with
-MLMD in full at that pace whatever happens; the store being dropped (an MLMD
-error) or leadership being lost forgets everything too. The manual commands
-never use this.
+(six one-record reads, store/witness.py) and compares them with what they were
+when the last pass ended; if anything else wrote since, or a restore took
+records away, it differs and everything is forgotten. One loss it cannot see:
+a restore to a backup taken just before a write that neither created nor
+updated a record (an input event added to an existing execution) with nothing
+written after it. So each entry also expires after `recheck_s`, and every step
+is compared with MLMD in full at that pace whatever happens; the store being
+dropped (an MLMD error) or leadership being lost forgets everything too. The
+manual commands never use this.
 """
 
 from __future__ import annotations
