@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml_metadata.proto import metadata_store_pb2 as pb
-
 from reconcile.records import EventKind
 
 REPORTS = Path(__file__).parent / "reports"
@@ -153,9 +151,9 @@ class CountingStore:
 
     def put_lineage_subgraph(
         self,
-        executions: list[pb.Execution],
-        artifacts: list[pb.Artifact],
-        contexts: list[pb.Context],
+        executions: list[Any],  # MLMD Execution, Artifact and Context protos
+        artifacts: list[Any],
+        contexts: list[Any],
         edges: list[Any],
         **kwargs: Any,
     ) -> Any:

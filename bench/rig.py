@@ -12,16 +12,19 @@ from kubernetes import client
 
 from bench.cluster import EmulatorProcess
 from bench.common import MYSQL_URL, CountingStore, TimedKube, cpu_s
+from controller.gc_pause import paused_gc
 from controller.health import Readiness
-from controller.inputs import read_all
-from controller.kube import WORKFLOW_LABEL, KubeClient, api_client_from, paused_gc
+from controller.kube import KubeClient, api_client_from
 from controller.loop import Controller
 from controller.metrics import Metrics
-from controller.reconcile_pass import PassReport, reconcile_pods
+from controller.reconcile_pass import run_pass
+from controller.report import PassReport
 from controller.settings import Settings
-from reconcile.plan import StepPlan
+from controller.sources import read_all
+from reconcile.conventions import ARGO_WORKFLOW_LABEL
+from reconcile.plan import WorkflowPlan
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 
 PAGE = 500  # the controller's list page size (KubeClient's default)
 
@@ -125,21 +128,11 @@ class Rig:
         }
         return report, figures
 
-    def planned(self, url: str) -> list[StepPlan]:
+    def planned(self, url: str) -> list[WorkflowPlan]:
         """The plans a pass over the cluster makes against the MLMD at `url`, not applied."""
         found = read_all(self.kube, [], self.controller.options)
-        store = open_store(url)
-        report = reconcile_pods(
-            found.pods,
-            store,
-            TypeRegistry(store),
-            self.controller.options,
-            dry_run=True,
-            taskresults=found.taskresults,
-            nodes=found.nodes,
-            podless_steps=found.podless_steps,
-        )
-        return report.plans
+        store = MetadataStore.over(open_store(url))
+        return run_pass(found.chunks(), store, self.controller.options, dry_run=True).plans
 
     def bare_list(self, repeat: int = 3, resource: str = "pods", pause_gc: bool = False) -> tuple[float, int]:
         """The bound: the fastest of `repeat` bare paginated lists + json.loads of the same objects.
@@ -154,7 +147,7 @@ class Rig:
         def page(token: str | None) -> Any:
             if resource == "pods":
                 return v1.list_pod_for_all_namespaces(
-                    label_selector=WORKFLOW_LABEL, limit=PAGE, _continue=token, _preload_content=False
+                    label_selector=ARGO_WORKFLOW_LABEL, limit=PAGE, _continue=token, _preload_content=False
                 )
             return custom.list_cluster_custom_object(
                 "argoproj.io", "v1alpha1", resource, limit=PAGE, _continue=token, _preload_content=False

@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,10 @@ from bench.rig import Rig, drop_mysql, mlmd_url
 from controller.health import Readiness
 from controller.loop import Controller
 from controller.metrics import Metrics
-from controller.reconcile_pass import PassReport
+from controller.report import PassReport
 from reconcile import conventions as c
-from reconcile.plan import StepPlan, order_for_apply
-from store.apply import _Subgraph
+from reconcile.plan import WorkflowPlan
+from store.apply import CHUNK, _Subgraph
 from store.connect import open_store
 from store.types import TypeRegistry
 
@@ -39,25 +39,23 @@ QUICK = Sizes(10)
 
 
 # --------------------------------------------------------------------------- helpers
-def raw_write_s(plans: list[StepPlan], url: str) -> tuple[float, int]:
+def raw_write_s(plans: list[WorkflowPlan], url: str) -> tuple[float, int]:
     """The write bound: the same records as prepared protos, written straight into a fresh MLMD.
 
-    One `put_lineage_subgraph` per workflow, as the pass writes them; only the
-    calls are timed (types, protos and grouping are prepared first).
+    One `put_lineage_subgraph` per workflow (of up to CHUNK steps), as the pass writes
+    them; only the calls are timed (types and protos are prepared first).
     Returns (seconds, transactions).
     """
     store = open_store(url)
     types = TypeRegistry(store)
-    by_workflow: dict[str, list[StepPlan]] = defaultdict(list)
-    for plan in plans:
-        if plan.writes_mlmd:
-            by_workflow[plan.step.context.name].append(plan)
     subgraphs = []
-    for group in by_workflow.values():
-        subgraph = _Subgraph(types, {})
-        for plan in order_for_apply(group):
-            subgraph.add(plan)
-        subgraphs.append(subgraph)
+    for plan in plans:
+        writing = plan.steps_to_write()
+        for start in range(0, len(writing), CHUNK):
+            subgraph = _Subgraph(types, {}, plan)
+            for step_plan in writing[start : start + CHUNK]:
+                subgraph.add(step_plan)
+            subgraphs.append(subgraph)
     started = time.perf_counter()
     for subgraph in subgraphs:
         subgraph.put(store)
@@ -283,7 +281,7 @@ def recovery(workdir: Path, sizes: Sizes) -> Report:
 def _release(rig: Rig) -> None:
     """Close the controller's MLMD connection (the store object is its only holder)."""
     rig.controller.stopping.set()
-    rig.controller._store = None  # bench: a restarted controller below
+    rig.controller._store.drop()  # bench: a restarted controller below
     rig.store._store = None
     gc.collect()
 

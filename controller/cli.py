@@ -3,6 +3,11 @@
 Exit codes (docs/cli.md): 0 converged (verify: no drift); 1 some pods failed
 (listed); 2 usage or configuration error (also: the API server refused a
 request, e.g. RBAC); 3 could not reach Kubernetes or MLMD; 4 verify found drift.
+
+Other installed distributions add commands through the entry point group
+COMMANDS_GROUP: each entry names a function that adds its subparser and sets its
+`handler` (the sandbox distribution adds `sandbox` this way). The product itself
+imports none of them.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.metadata import entry_points
 
 EXIT_OK = 0
 EXIT_POD_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_DRIFT = 4
+
+COMMANDS_GROUP = "kfp_metadata_reconciler.commands"
 
 
 class UsageError(Exception):
@@ -44,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--dry-run", action="store_true", help="print every MLMD write and label change; write nothing"
     )
+    rec.set_defaults(handler=lambda args: _manual(args, verify=False))
     ver = sub.add_parser(
         "verify",
         help="report drift without changing anything",
@@ -51,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "orphaned records, grouped by kind. Exit 0 when clean, 4 when drift was found.",
     )
     _scope_flags(ver)
+    ver.set_defaults(handler=lambda args: _manual(args, verify=True))
     run = sub.add_parser(
         "run",
         help="run the controller (what the Deployment runs)",
@@ -73,31 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-watch", action="store_true", help="only periodic full passes")
     run.add_argument("--no-leader-election", action="store_true", help="run passes without holding the Lease")
     run.add_argument("--ready-file", metavar="FILE", help="write the bound health port to FILE once serving")
-
-    box = sub.add_parser(
-        "sandbox",
-        help="run KFP v1 workflows on a stand-in cluster and reconcile them (no cluster needed)",
-        description="Start the Kubernetes API emulator, an embedded SQLite MLMD and the Argo/KFP v1 "
-        "simulator; run the project's own compiled KFP v1 pipelines; reconcile until nothing is left "
-        "to do; print a summary.",
-    )
-    box.add_argument("--runs", type=int, default=5, help="workflows to run (default 5)")
-    box.add_argument(
-        "--argo", choices=("3.1", "3.3", "3.5", "3.6"), default="3.5", help="Argo version to act as"
-    )
-    box.add_argument("--workdir", default=".sandbox", help="where the kubeconfig and MLMD file go")
-    box.add_argument(
-        "--pipelines",
-        metavar="DIR",
-        help="run the compiled KFP v1 workflows (*.yaml) in DIR instead of the project's own pipelines",
-    )
-    box.add_argument("--seed", type=int, default=0, help="simulator seed")
-    box.add_argument(
-        "--mlmd",
-        metavar="URL",
-        help="use this MLMD store instead of starting the project's gRPC server over <workdir>/mlmd.sqlite",
-    )
+    run.set_defaults(handler=_run)
+    _installed_commands(sub)
     return parser
+
+
+def _installed_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the commands other installed distributions register (e.g. `sandbox`)."""
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            add_command = entry.load()
+        except Exception as exc:  # a broken add-on must not take the product's commands down
+            print(f"warning: command {entry.name!r} ({entry.value}) cannot be loaded: {exc}", file=sys.stderr)
+            continue
+        add_command(sub)
 
 
 def _scope_flags(command: argparse.ArgumentParser) -> None:
@@ -154,28 +152,8 @@ def _run(args: argparse.Namespace) -> int:
     return run_controller(load_settings(**overrides), ready_file=args.ready_file)
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    from sandbox.demo import run_demo
-
-    if args.runs < 1:
-        raise UsageError("--runs must be at least 1")
-    try:
-        result = run_demo(
-            args.runs,
-            profile=args.argo,
-            workdir=Path(args.workdir),
-            pipelines_dir=args.pipelines,
-            seed=args.seed,
-            mlmd_url=args.mlmd,
-        )
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    return EXIT_POD_ERRORS if result.errors else EXIT_OK
-
-
 def _manual(args: argparse.Namespace, *, verify: bool) -> int:
-    from controller.manual import Scope, ScopeError, counted_drift, read_cluster, read_file, run_manual
-    from controller.reconcile_pass import STORE_DOWN
+    from controller.manual import counted_drift, run_manual
     from controller.report_view import (
         print_drift,
         print_plan,
@@ -185,27 +163,33 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
         summary,
     )
     from controller.settings import load_settings
+    from controller.sources import Scope, ScopeError, read_cluster, read_file
     from store.connect import open_store
+    from store.errors import StoreUnavailable
+    from store.metadata import MetadataStore
 
     dry_run = verify or args.dry_run
     settings = load_settings(mlmd_url=args.mlmd, kubeconfig=args.kubeconfig)
+    options = settings.reconcile_options()
     namespaces = None if args.all_namespaces else args.namespaces or settings.namespaces or None
     scope = Scope(namespaces, args.workflows or [])
     kube = None
     try:
         if args.from_file:
-            found = read_file(args.from_file, scope, settings)
+            found = read_file(args.from_file, scope, options)
         else:
             from controller.kube import KubeClient, api_client_from
 
             kube = KubeClient(api_client_from(settings.kubeconfig))
-            found = read_cluster(kube, scope, settings)
+            found = read_cluster(kube, scope, options)
     except ScopeError as exc:
         raise UsageError(str(exc)) from None
-    store = open_store(
-        settings.store_url(),
-        ca_cert_path=settings.mlmd_ca_cert_path,
-        max_receive_message_length=settings.mlmd_max_receive_message_length,
+    store = MetadataStore.over(
+        open_store(
+            settings.store_url(),
+            ca_cert_path=settings.mlmd_ca_cert_path,
+            max_receive_message_length=settings.mlmd_max_receive_message_length,
+        )
     )
     text = args.output == "text"
     terminal = text and sys.stdout.isatty()
@@ -214,14 +198,14 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
             outcome = run_manual(
                 found,
                 store,
-                settings,
+                options,
                 write=not dry_run,
                 verify=verify,
                 scope=scope,
                 kube=kube,
                 progress=progress,
             )
-    except STORE_DOWN as exc:
+    except StoreUnavailable as exc:
         print(f"error: MLMD became unreachable during the pass: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_UNREACHABLE
     if not text:
@@ -243,19 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     from controller.kube import KubeApiError, KubeConfigError, KubeUnavailableError
     from controller.settings import SettingsError
-    from store.connect import StoreConfigError, StoreUnavailableError
+    from store.errors import StoreConfigError, StoreUnavailableError
 
     args = _parser().parse_args(argv)
     # gRPC's C core logs connection teardown at INFO on stderr; keep stderr for our errors.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
-        if args.command in ("reconcile", "verify"):
-            return _manual(args, verify=args.command == "verify")
-        if args.command == "sandbox":
-            return _sandbox(args)
-        if args.command == "run":
-            return _run(args)
+        return int(args.handler(args))
     except (UsageError, SettingsError, StoreConfigError, KubeConfigError, KubeApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -264,7 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -12,15 +12,15 @@ full pass skips the pod while all of these are unchanged.
 The other half of a plan is MLMD, which nothing here deletes from: it loses
 records only when its database is restored from a backup. So every pass first
 reads MLMD's newest and most recently updated execution, artifact and context
-(six one-record reads) and compares them with what they were when the last
-pass ended; if anything else wrote since, or a restore took records away, it
-differs and everything is forgotten. One loss it cannot see: a restore to a
-backup taken just before a write that neither created nor updated a record (an
-input event added to an existing execution) with nothing written after it.
-So each entry also expires after `recheck_s`, and every step is compared with
-MLMD in full at that pace whatever happens; the store being dropped (an MLMD
-error) or leadership being lost forgets everything too. The manual commands
-never use this.
+(six one-record reads, store/witness.py) and compares them with what they were
+when the last pass ended; if anything else wrote since, or a restore took
+records away, it differs and everything is forgotten. One loss it cannot see:
+a restore to a backup taken just before a write that neither created nor
+updated a record (an input event added to an existing execution) with nothing
+written after it. So each entry also expires after `recheck_s`, and every step
+is compared with MLMD in full at that pace whatever happens; the store being
+dropped (an MLMD error) or leadership being lost forgets everything too. The
+manual commands never use this.
 """
 
 from __future__ import annotations
@@ -30,20 +30,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from ml_metadata.metadata_store import ListOptions, OrderByField
-
-from controller.inputs import PassInputs, pod_node_id
-from controller.reconcile_pass import PassReport
+from controller.reconcile_pass import Chunk, ListedPod
+from controller.report import PassReport
+from controller.sources import pod_node_id
 from reconcile.argo import JSON
+from store.metadata import MetadataStore
+from store.witness import Witness
 
 log = logging.getLogger(__name__)
 
 PodKey = tuple[str, str]  # (namespace, pod name)
-Witness = tuple[tuple[Any, ...], ...]
 
 
 @dataclass(frozen=True, slots=True)  # one per pod: slots keep 50,000 of them small
@@ -55,31 +54,8 @@ class _Entry:
     verified_at: float
 
 
-def _record_key(record: Any) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.external_id,
-        record.create_time_since_epoch,
-        record.last_update_time_since_epoch,
-    )
-
-
-def read_witness(store: Any) -> Witness:
-    """MLMD's newest and most recently updated execution, artifact and context.
-
-    Any write changes one of them (a new record, or a record's update time), and a
-    restore from an older backup takes them back to what they were then.
-    """
-    rows = []
-    for read in (store.get_executions, store.get_artifacts, store.get_contexts):
-        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
-            found = read(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
-            rows.append(tuple(_record_key(r) for r in found))
-    return tuple(rows)
-
-
-def _inputs_digest(inputs: PassInputs, where: tuple[str, str]) -> bytes:
-    both = [inputs.taskresults.get(where), inputs.nodes.get(where)]
+def _inputs_digest(chunk: Chunk, where: tuple[str, str]) -> bytes:
+    both = [chunk.taskresults.get(where), chunk.nodes.get(where)]
     text = json.dumps(both, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
@@ -121,7 +97,7 @@ class ConvergedSteps:
             self._entries = {}
             self._witness = None
 
-    def before_pass(self, store: Any) -> bool:
+    def before_pass(self, store: MetadataStore) -> bool:
         """Forget what may no longer hold: all if MLMD changed since the last pass, else old entries.
 
         Returns True when MLMD changed (as far as the witness tells; False when nothing was
@@ -129,7 +105,7 @@ class ConvergedSteps:
         """
         if not self._entries:
             return False
-        if read_witness(store) != self._witness:
+        if store.read_witness() != self._witness:
             self.forget("MLMD changed since the last pass (another writer, or a restore)")
             return True
         cutoff = self._clock() - self.recheck_s
@@ -137,11 +113,11 @@ class ConvergedSteps:
             self._entries = {k: e for k, e in self._entries.items() if e.verified_at > cutoff}
         return False
 
-    def after_pass(self, store: Any) -> None:
+    def after_pass(self, store: MetadataStore) -> None:
         """Note MLMD as this pass leaves it, so the next pass can tell whether it changed."""
-        self._witness = read_witness(store) if self._entries else None
+        self._witness = store.read_witness() if self._entries else None
 
-    def unchanged(self, pod: JSON, inputs: PassInputs) -> bool:
+    def unchanged(self, pod: ListedPod, chunk: Chunk) -> bool:
         """True when this pod's step was converged and nothing it depends on changed since."""
         identity = _identity(pod)
         if identity is None:
@@ -150,23 +126,27 @@ class ConvergedSteps:
         entry = self._entries.get(key)
         if entry is None or entry.uid != uid or entry.resource_version != resource_version:
             return False
-        return entry.inputs == _inputs_digest(inputs, (key[0], entry.node_id))
+        return entry.inputs == _inputs_digest(chunk, (key[0], entry.node_id))
 
-    def learn(self, pods: list[JSON], inputs: PassInputs, report: PassReport) -> int:
-        """Remember the pods of `pods` whose steps `report` (not merged yet) found converged.
+    def learn(self, pods: Sequence[ListedPod], chunk: Chunk, report: PassReport) -> int:
+        """Remember the pods of `pods` whose steps the chunk's `report` found converged.
 
-        Returns how many were added.
+        Only pods compared in this pass have plans in `report`: a pod skipped as unchanged
+        keeps its entry as it was. Returns how many were added.
         """
         if not self.enabled:
             return 0
         troubled = {(p.namespace, p.pod) for p in report.errors + report.warnings}
         troubled |= {(p.namespace, p.pod) for p in report.pod_patches}
         converged = set()
-        for plan in report.plans:
-            ref = plan.step.ref
-            settled = not plan.writes_mlmd and not plan.pending_inputs and plan.step.outputs is not None
-            if ref.pod_name and settled:
-                converged.add((ref.namespace, ref.pod_name))
+        for workflow in report.plans:
+            if workflow.context_write is not None:
+                continue
+            for plan in workflow.steps:
+                ref = plan.step.ref
+                settled = not plan.writes_mlmd and not plan.pending_inputs and plan.step.outputs is not None
+                if ref.pod_name and settled:
+                    converged.add((ref.namespace, ref.pod_name))
         now = self._clock()
         learned = {}
         for pod in pods:
@@ -175,7 +155,7 @@ class ConvergedSteps:
             if identity is None or where is None or identity[0] not in converged or identity[0] in troubled:
                 continue
             key, uid, resource_version = identity
-            learned[key] = _Entry(uid, resource_version, where[1], _inputs_digest(inputs, where), now)
+            learned[key] = _Entry(uid, resource_version, where[1], _inputs_digest(chunk, where), now)
         with self._lock:
             self._entries.update(learned)
         return len(learned)

@@ -8,18 +8,15 @@ no Workflow accounts for any more are orphans (reported, never deleted).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import ListOptions
-
-from controller.reconcile_pass import PassReport
+from controller.report import PassReport
 from reconcile import conventions as c
 from reconcile import keys
-from reconcile.plan import Op, StepPlan
+from reconcile.plan import Op, StepPlan, WorkflowPlan
+from store.metadata import MetadataStore
 
 # Report order: what is missing, then what lacks our key, then what differs.
 KINDS = (
@@ -50,16 +47,22 @@ class Drift:
         return asdict(self)
 
 
-def drift_of_plan(plan: StepPlan) -> list[Drift]:
-    """The record drift one step's plan implies."""
+def drift_of_plan(plan: WorkflowPlan) -> list[Drift]:
+    """The record drift one workflow's plan implies: its run context's (once), then each step's."""
+    found: list[Drift] = []
+    if plan.context_write is not None:
+        kind = {Op.CREATE: "missing_context", Op.ADOPT: "unkeyed_context", Op.UPDATE: "mismatched_context"}[
+            plan.context_write.op
+        ]
+        found.append(Drift(kind, plan.context.name, f"run context {plan.context.name!r}"))
+    for step_plan in plan.steps:
+        found += _step_drift(step_plan)
+    return found
+
+
+def _step_drift(plan: StepPlan) -> list[Drift]:
     found: list[Drift] = []
     step = plan.step
-    if plan.context is not None:
-        ctx = plan.context
-        kind = {Op.CREATE: "missing_context", Op.ADOPT: "unkeyed_context", Op.UPDATE: "mismatched_context"}[
-            ctx.op
-        ]
-        found.append(Drift(kind, step.context.name, f"run context {step.context.name!r}"))
     if plan.execution is not None:
         ex = plan.execution
         if ex.op is Op.CREATE:
@@ -121,7 +124,9 @@ def label_drift(
     return found
 
 
-def label_owners(store: Any, report: PassReport, pods: Iterable[dict[str, Any]]) -> dict[int, str | None]:
+def label_owners(
+    store: MetadataStore, report: PassReport, pods: Iterable[dict[str, Any]]
+) -> dict[int, str | None]:
     """Execution id -> its external_id, for the ids that wrong labels name (one batched read)."""
     wrong = {(p.namespace, p.pod) for p in report.pod_patches}
     ids = set()
@@ -133,30 +138,28 @@ def label_owners(store: Any, report: PassReport, pods: Iterable[dict[str, Any]])
                 ids.add(int(value))
     if not ids:
         return {}
-    try:
-        found = store.get_executions_by_id(sorted(ids))
-    except mlmd_errors.NotFoundError:
-        found = []
-    return {e.id: e.external_id or None for e in found}
+    return store.execution_keys(ids)
 
 
 def orphans(
-    store: Any, namespaces: Sequence[str] | None, desired_keys: set[str], live_workflow_uids: set[str]
+    store: MetadataStore,
+    namespaces: Sequence[str] | None,
+    desired_keys: set[str],
+    live_workflow_uids: set[str],
 ) -> list[Drift]:
     """Our executions whose step no listed pod or Workflow accounts for any more (never deleted)."""
     prefixes = [f"{keys.PREFIX}/step/{ns}/" for ns in namespaces] if namespaces else [f"{keys.PREFIX}/step/"]
     found = []
     for prefix in prefixes:
-        query = f"external_id LIKE '{prefix}%'"
-        for execution in store.get_executions(list_options=ListOptions(filter_query=query)):
-            key = execution.external_id
+        for execution in store.executions_keyed_under(prefix):
+            key = execution.external_id or ""
             if key in desired_keys:
                 continue
             parts = key[len(keys.PREFIX) + len("/step/") :].split("/", 2)
             if len(parts) == 3 and parts[1] in live_workflow_uids:
                 continue  # its Workflow still exists (e.g. a node not yet or no longer a step)
             pod = execution.custom_properties.get("kfp_pod_name")
-            detail = f"id {execution.id}, pod {pod.string_value if pod else '?'}: pod and workflow are gone"
+            detail = f"id {execution.id}, pod {'?' if pod is None else pod}: pod and workflow are gone"
             found.append(Drift("orphaned_execution", key, detail))
     return found
 
@@ -167,7 +170,3 @@ def grouped(drift: Iterable[Drift]) -> dict[str, list[Drift]]:
     for item in drift:
         groups.setdefault(item.kind, []).append(item)
     return {kind: items for kind, items in groups.items() if items}
-
-
-def drift_json(drift: Iterable[Drift]) -> str:
-    return json.dumps({k: [d.to_json() for d in v] for k, v in grouped(drift).items()}, indent=2)

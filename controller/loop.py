@@ -1,37 +1,46 @@
-"""The controller: triggers, retries and leadership around one reconcile pass.
+"""The controller: triggers, retries, leadership and the MLMD connection around `run_pass`.
 
 Correctness comes from the periodic full pass alone; the pod watch only marks
 workflows dirty so a debounced, targeted pass runs sooner. Never two passes
 at once; only the leader (or every replica, with election off) runs them.
+A pass is: pick a chunk source (the streamed cluster, or the dirty workflows),
+hand it to `run_pass`, and after each chunk patch its pods and report its bad ones.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from ml_metadata import errors as mlmd_errors
 
-from controller import inputs as pass_inputs
+from controller.backoff import RetryPolicy
 from controller.converged import ConvergedSteps
-from controller.kube import paused_gc
-from controller.reconcile_pass import PassReport, PodProblem, apply_pod_patches, reconcile_pods
+from controller.health import Readiness
+from controller.kube import KubeAccess, WatchExpired
+from controller.metrics import Metrics
+from controller.patching import apply_pod_patches
+from controller.reconcile_pass import Chunk, ListedPod, run_pass
+from controller.report import PassReport, PodProblem
 from controller.settings import Settings
+from controller.sources import ClusterStream, read_workflows
 from reconcile import conventions as c
 from reconcile.errors import Reason
-from reconcile.records import DesiredStep
-from store.connect import StoreError, open_store
-from store.types import TypeRegistry
+from store.connect import open_store
+from store.errors import StoreError
+from store.metadata import MetadataStore, MlmdClient
 
 log = logging.getLogger(__name__)
 
 FAILURE_REASON = "MetadataReconcileFailed"
+# After a failed pass: 0.5 s, 1 s, 2 s... never longer than a resync period (nor 512 s).
+PASS_BACKOFF = RetryPolicy(base_s=0.5, max_s=512.0, jitter="equal")
+# After the pod watch broke: 0.5 s, 1 s, 2 s... up to 30 s.
+WATCH_BACKOFF = RetryPolicy(base_s=0.5, max_s=30.0, jitter="equal")
 
 
 class Controller:
@@ -40,20 +49,19 @@ class Controller:
     def __init__(
         self,
         settings: Settings,
-        kube: Any,
-        metrics: Any,
-        readiness: Any,
+        kube: KubeAccess,
+        metrics: Metrics,
+        readiness: Readiness,
         *,
-        store_opener: Callable[[], Any] | None = None,
+        store_opener: Callable[[], MlmdClient] | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
         self.readiness = readiness
         self.options = settings.reconcile_options()
-        self._open_store = store_opener or self._default_store
-        self._store: Any = None
-        self._types: TypeRegistry | None = None
+        self._store = MetadataStore(store_opener or self._default_store)
+        self._pass_backoff = replace(PASS_BACKOFF, max_s=min(settings.resync_interval_s, PASS_BACKOFF.max_s))
         self._pass_lock = threading.Lock()
         self._dirty_lock = threading.Lock()
         self._dirty: dict[str, set[str]] = {}
@@ -127,7 +135,7 @@ class Controller:
     def _scheduled_resync(self) -> None:
         self.run_pass("resync")
 
-    def _default_store(self) -> Any:
+    def _default_store(self) -> MlmdClient:
         s = self.settings
         return open_store(
             s.store_url(),
@@ -136,17 +144,10 @@ class Controller:
             call_timeout_s=60.0,
         )
 
-    def _ensure_store(self) -> Any:
-        if self._store is None:
-            self._store = self._open_store()
-            self._types = TypeRegistry(self._store)
-        return self._store
-
     def _drop_store(self) -> None:
         # Reopen next time: after an MLMD error an embedded MySQL handle can be
         # left with a transaction open, and types may have new ids after a restore.
-        self._store = None
-        self._types = None
+        self._store.drop()
         self.converged.forget("the MLMD connection is reopened")
 
     def run_pass(self, trigger: str, scope: Mapping[str, set[str]] | None = None) -> PassReport | None:
@@ -181,85 +182,52 @@ class Controller:
             return report
 
     def _pass(self, trigger: str, scope: Mapping[str, set[str]] | None) -> PassReport:
-        store = self._ensure_store()
+        """A full pass (scope None: every pod, streamed) or a targeted one: a source, then `run_pass`."""
+        store = self._store
+        store.open()
         mlmd_changed = self.converged.before_pass(store)
-        if (mlmd_changed or scope is None) and self._types is not None:
+        if mlmd_changed or scope is None:
             # A restore may have taken types away or given them other ids; reading the
             # few types again costs a full pass next to nothing.
-            self._types.forget()
+            store.forget_types()
         self.readiness.mlmd_reachable(True, "")
-        report = self._full_pass() if scope is None else self._targeted_pass(scope)
-        # Also after a targeted pass: its writes must not read as someone else's next time.
-        self.converged.after_pass(self._ensure_store())
-        return report
-
-    def _targeted_pass(self, scope: Mapping[str, set[str]]) -> PassReport:
-        found = pass_inputs.read_workflows(self.kube, scope, self.options)
-        report = self._reconcile(found, found.pods, found.podless_steps)
-        self._report_workflow_problems(found.problems)
-        self._patch_pods(report)
-        self._report_bad_pods(report.errors, found.pods)
-        return report
-
-    def _full_pass(self) -> PassReport:
-        """Every pod in scope, a chunk of whole workflows at a time (pods are never all held).
-
-        Each chunk is reconciled and its pods patched before the next page is read.
-        (Sending a chunk's patches while the next one is reconciled was slower: MLMD's
-        calls hold Python's global lock, so the two only took turns, and paid for it.)
-        Pods whose steps an earlier pass found converged, and that did not change since,
-        are skipped (`ConvergedSteps`).
-        """
-        report = PassReport()
-
-        def on_pods(pods: list[dict[str, Any]], found: pass_inputs.PassInputs) -> None:
-            changed = [p for p in pods if not self.converged.unchanged(p, found)]
-            part = self._reconcile(found, changed, ())
-            self._patch_pods(part)  # a refused patch is that pod's error, reported next
-            self._report_bad_pods(part.errors, changed)
-            self.converged.learn(changed, found, part)
-            part.pods_unchanged = len(pods) - len(changed)
-            part.pods_seen += part.pods_unchanged
-            report.merge(part)
-
-        # The collector is held for the whole pass, as reconcile_pods holds it for a chunk:
-        # pages and records are freed by reference counting, and collections in between
-        # would only walk them.
-        with paused_gc():
-            found = pass_inputs.stream_all(
-                self.kube, self.settings.namespaces, self.options, on_pods, self.settings.chunk_pods
+        if scope is None:
+            # Pods whose steps an earlier pass found converged, and that did not change
+            # since, are skipped; each chunk is patched before the next page is read.
+            # (Sending a chunk's patches while the next one is reconciled was slower:
+            # MLMD's calls hold Python's global lock, so the two only took turns.)
+            stream = ClusterStream(
+                self.kube, self.settings.namespaces, self.options, self.settings.chunk_pods
             )
-            report.merge(self._reconcile(found, [], found.podless_steps))  # podless: no patches
-        self._report_workflow_problems(found.problems)
-        self._resource_versions = found.resource_versions
-        self._rv_ready.set()
-        return report
-
-    def _reconcile(
-        self,
-        found: pass_inputs.PassInputs,
-        pods: list[dict[str, Any]],
-        podless_steps: Iterable[DesiredStep],
-    ) -> PassReport:
-        # A failed write in an earlier chunk of this pass dropped the store: reopen it.
-        store = self._ensure_store()
-        assert self._types is not None
-        try:
-            report = reconcile_pods(
-                pods,
+            report = run_pass(
+                stream.chunks(),
                 store,
-                self._types,
                 self.options,
-                taskresults=found.taskresults,
-                nodes=found.nodes,
-                podless_steps=podless_steps,
+                skip=self.converged.unchanged,
+                after_chunk=self._after_full_chunk,
             )
-        except mlmd_errors.StatusError:
-            self._drop_store()
-            raise
-        if any(e.reason == Reason.MLMD_WRITE for e in report.errors):
-            self._drop_store()
+            self._report_workflow_problems(stream.read.problems)
+            self._resource_versions = stream.read.resource_versions
+            self._rv_ready.set()
+        else:
+            found = read_workflows(self.kube, scope, self.options)
+            report = run_pass(found.chunks(), store, self.options, after_chunk=self._after_chunk)
+            self._report_workflow_problems(found.problems)
+        # Also after a targeted pass: its writes must not read as someone else's next time.
+        self.converged.after_pass(store)
         return report
+
+    def _after_chunk(self, chunk: Chunk, part: PassReport) -> None:
+        """A chunk is reconciled: patch its pods, and report its bad ones (a refused patch too)."""
+        if any(e.reason == Reason.MLMD_WRITE for e in part.errors):
+            self._drop_store()  # the next chunk reopens it
+        self._patch_pods(part)
+        self._report_bad_pods(part.errors, chunk.pods)
+
+    def _after_full_chunk(self, chunk: Chunk, part: PassReport) -> None:
+        """As `_after_chunk`, then remember the steps found converged, for the next full passes."""
+        self._after_chunk(chunk, part)
+        self.converged.learn(chunk.pods, chunk, part)
 
     def _report_workflow_problems(self, problems: list[tuple[str, str, str]]) -> None:
         for namespace, name, message in problems:
@@ -273,7 +241,7 @@ class Controller:
         if applied < len(report.pod_patches) and not self.active.is_set():
             log.info("leadership lost: remaining pod patches left to the next leader")
 
-    def _report_bad_pods(self, problems: list[PodProblem], pods: list[dict[str, Any]]) -> None:
+    def _report_bad_pods(self, problems: list[PodProblem], pods: Sequence[ListedPod]) -> None:
         by_name = {
             ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")): p
             for p in pods
@@ -297,13 +265,11 @@ class Controller:
         duration = time.monotonic() - started
         self.metrics.observe_pass(trigger, duration, PassReport(), error=exc)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, StoreError | mlmd_errors.StatusError):
+        if isinstance(exc, StoreError):
             self._drop_store()
             self.readiness.mlmd_reachable(False, message)
         self.readiness.pass_failed(message)
-        # Back off with full jitter, never waiting longer than one resync period.
-        delay = min(self.settings.resync_interval_s, 0.5 * 2 ** min(self._failures, 10))
-        delay = random.uniform(delay / 2, delay)
+        delay = self._pass_backoff.delay(self._failures)
         log.warning(
             "pass failed",
             extra={
@@ -334,8 +300,6 @@ class Controller:
             self.run_pass("watch", scope)
 
     def _watch_loop(self, namespace: str | None) -> None:
-        from controller.kube import WatchExpired
-
         failures = 0
         while not self.stopping.is_set():
             if not self.active.is_set() or not self._rv_ready.is_set():
@@ -368,4 +332,4 @@ class Controller:
                 log.warning(
                     "pod watch failed", extra={"error": str(exc).splitlines()[0] if str(exc) else repr(exc)}
                 )
-                self.stopping.wait(min(30.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
+                self.stopping.wait(WATCH_BACKOFF.delay(failures))

@@ -1,124 +1,132 @@
-"""One reconcile pass over a set of pods: desired -> actual -> plan -> apply -> pod patches.
+"""One reconcile pass: chunks of whole workflows in; MLMD converged and pod patches out.
 
-This is the function every trigger calls (the scheduler's full resync, the
-watch's targeted pass, the `reconcile` command); it does no Kubernetes I/O:
-it returns the pod patches and the caller applies (or prints) them.
+`run_pass` is the one function that reconciles. Every trigger calls it -- the
+controller's full and targeted passes (controller/loop.py), `reconcile` and `verify`
+(controller/manual.py) -- and only the chunks it is fed differ (controller/sources.py).
+Each chunk goes through the same pipeline, top to bottom in `reconcile_chunk`:
+
+    desired  = desired_steps(pods)              validate, classify, the records each step should have
+    actual   = store.read_actual(desired)       what MLMD holds for them, in batched reads
+    plans    = plan_workflows(desired, actual)  one plan per workflow (reconcile/plan.py)
+    applied  = store.apply(plans)               one transaction per workflow (not in a dry run)
+    patches  = pod_patch(pod, applied ids)      the labels each pod should carry
+    after_chunk(chunk, report)                  the caller patches the pods, emits Events...
+
+It does no Kubernetes I/O and opens nothing: scheduling, leadership, caches and the
+store's lifecycle stay with its callers.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml_metadata import errors as mlmd_errors
-
+from controller.gc_pause import paused_gc
+from controller.report import PassReport, PodPatch, PodProblem, Progress
 from reconcile.argo import JSON, PodView
 from reconcile.classify import Disposition, classify
 from reconcile.desired import desired_step
 from reconcile.errors import PodError, Reason
 from reconcile.options import ReconcileOptions
-from reconcile.plan import StepPlan, order_for_apply, pass_outputs_by_uri, plan_step
-from reconcile.pod_metadata import (
-    AppliedIds,
-    current_pod_metadata,
-    desired_pod_metadata,
-    pod_patch,
-)
+from reconcile.plan import ActualState, WorkflowPlan, plan_workflows
+from reconcile.pod_metadata import AppliedIds, current_pod_metadata, desired_pod_metadata, pod_patch
 from reconcile.records import DesiredStep
-from store.actual import read_actual
-from store.apply import ApplyResult, apply_plans
-from store.types import TypeRegistry
+from store.apply import ApplyResult
+from store.errors import StoreConflict, StoreError, StoreUnavailable
+from store.metadata import MetadataStore
 
-# progress(phase, done, total): phase "pods" while pods are read, "apply" while steps are written.
-Progress = Callable[[str, int, int], None]
-
-PATCH_CONCURRENCY = 8
-
-# MLMD errors that mean the store itself is unusable: the pass stops, no pod is blamed.
-STORE_DOWN = (mlmd_errors.UnavailableError, mlmd_errors.DeadlineExceededError)
+StepWhere = tuple[str, str]  # (namespace, Argo node id)
+ListedPod = Any  # a pod as listed: JSON, possibly malformed (the pass validates it)
 
 
 @dataclass(frozen=True)
-class PodProblem:
-    """One pod that could not be reconciled."""
+class Chunk:
+    """Pods of whole workflows and what their steps need: a pass reconciles one chunk at a time.
 
-    namespace: str
-    pod: str
-    reason: str
-    message: str
+    `taskresults` and `nodes` map (namespace, node id) to a step's WorkflowTaskResult and
+    Workflow `status.nodes` entry, where known (they may hold other chunks' too).
+    `podless_steps` are steps whose pod is gone (pod GC, node loss), rebuilt from their
+    Workflow: they get records, and no patches.
+    """
 
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.pod}: {self.reason}: {self.message}"
-
-
-@dataclass(frozen=True)
-class PodPatch:
-    """A JSON merge patch of our labels/annotations for one pod."""
-
-    namespace: str
-    pod: str
-    patch: dict[str, Any]
+    pods: Sequence[ListedPod] = ()
+    taskresults: Mapping[StepWhere, JSON] = field(default_factory=dict)
+    nodes: Mapping[StepWhere, JSON] = field(default_factory=dict)
+    podless_steps: Sequence[DesiredStep] = ()
 
 
-@dataclass
-class PassReport:
-    """What a pass saw and did; `to_json` is the `--output json` object."""
+# skip(pod, chunk): True for a pod to leave out (its step converged before, nothing changed since).
+SkipPod = Callable[[ListedPod, Chunk], bool]
+# after_chunk(chunk, report): the chunk is reconciled; its report holds its plans and pod patches.
+AfterChunk = Callable[[Chunk, PassReport], None]
 
-    pods_seen: int = 0
-    pods_unchanged: int = 0  # of pods_seen: skipped, converged in an earlier pass and unchanged since
-    pods_skipped: Counter[str] = field(default_factory=Counter)
-    errors: list[PodProblem] = field(default_factory=list)
-    warnings: list[PodProblem] = field(default_factory=list)
-    actions: Counter[str] = field(default_factory=Counter)
-    pod_patches: list[PodPatch] = field(default_factory=list)
-    pending_inputs: int = 0
-    pending_outputs: int = 0
-    transactions: int = 0
-    duration_s: float = 0.0
-    plans: list[StepPlan] = field(default_factory=list, repr=False)
-    merged_patches: int = 0  # patches of merged chunks: counted, the chunks patched their own pods
 
-    @property
-    def patch_count(self) -> int:
-        """Pod patches this pass planned (merged chunks' and its own)."""
-        return self.merged_patches + len(self.pod_patches)
+def run_pass(
+    chunks: Iterable[Chunk],
+    store: MetadataStore,
+    options: ReconcileOptions,
+    *,
+    dry_run: bool = False,
+    skip: SkipPod | None = None,
+    after_chunk: AfterChunk | None = None,
+    progress: Progress | None = None,
+) -> PassReport:
+    """Converge MLMD with each chunk in turn, and return the pass's report.
 
-    def merge(self, part: PassReport) -> None:
-        """Add the report of one chunk of a pass whose pods were patched already.
+    `dry_run` writes nothing: the report says what would be written. `skip` leaves pods
+    out (counted in `pods_unchanged`). `after_chunk` is handed each chunk's report, with
+    its plans and pod patches, before the next chunk is read; the pass's report then keeps
+    their counts only, so a pass over a large cluster never holds them all. Without
+    `after_chunk`, the report keeps them.
 
-        Its plans and patches are not kept (`patch_count` counts the patches); durations
-        add up.
-        """
-        self.pods_seen += part.pods_seen
-        self.pods_unchanged += part.pods_unchanged
-        self.pods_skipped.update(part.pods_skipped)
-        self.errors += part.errors
-        self.warnings += part.warnings
-        self.actions.update(part.actions)
-        self.merged_patches += part.patch_count
-        self.pending_inputs += part.pending_inputs
-        self.pending_outputs += part.pending_outputs
-        self.transactions += part.transactions
-        self.duration_s += part.duration_s
+    Raises StoreUnavailable when MLMD stops answering (the pass stops, no pod is blamed),
+    and the other StoreErrors of a failed read.
+    """
+    report = PassReport()
+    # A pass allocates a record per pod and per stored record and frees them by reference
+    # counting; none form cycles, so collections in between would only walk them. Held
+    # while the chunks are read too: their pages come and go the same way.
+    with paused_gc():
+        for chunk in chunks:
+            part = reconcile_chunk(chunk, store, options, dry_run=dry_run, skip=skip, progress=progress)
+            if after_chunk is not None:
+                after_chunk(chunk, part)
+            report.merge(part, keep_plans=after_chunk is None)
+    return report
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "pods_seen": self.pods_seen,
-            "pods_skipped": sum(self.pods_skipped.values()),
-            "pods_skipped_by_reason": dict(sorted(self.pods_skipped.items())),
-            "errors": [e.__dict__ for e in self.errors],
-            "warnings": [w.__dict__ for w in self.warnings],
-            "actions": dict(sorted(self.actions.items())),
-            "pod_patches": [p.__dict__ for p in self.pod_patches],
-            "pending_inputs": self.pending_inputs,
-            "pending_outputs": self.pending_outputs,
-            "mlmd_transactions": self.transactions,
-            "duration_s": round(self.duration_s, 3),
-        }
+
+def reconcile_chunk(
+    chunk: Chunk,
+    store: MetadataStore,
+    options: ReconcileOptions,
+    *,
+    dry_run: bool = False,
+    skip: SkipPod | None = None,
+    progress: Progress | None = None,
+) -> PassReport:
+    """One chunk through the pipeline: desired -> actual -> plan -> apply -> pod patches."""
+    started = time.monotonic()
+    report = PassReport()
+    pods = [pod for pod in chunk.pods if skip is None or not skip(pod, chunk)]
+    steps = with_podless(
+        desired_steps(pods, options, report, chunk.taskresults, chunk.nodes, progress), chunk
+    )
+    actual = store.read_actual([s.desired for s in steps.values()])
+    plans = _plan(steps, actual, report)
+    if dry_run:
+        applied = _as_planned(plans)
+    else:
+        plans, applied = _apply(plans, steps, store, report, progress)
+    _report_plans(plans, applied, steps, report)
+    report.pods_unchanged = len(chunk.pods) - len(pods)
+    report.pods_seen += report.pods_unchanged
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+# --- desired ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -136,11 +144,11 @@ class _Step:
 
 
 def desired_steps(
-    pods: Iterable[Any],
+    pods: Iterable[ListedPod],
     options: ReconcileOptions,
     report: PassReport,
-    taskresults: Mapping[tuple[str, str], JSON] | None = None,
-    nodes: Mapping[tuple[str, str], JSON] | None = None,
+    taskresults: Mapping[StepWhere, JSON] | None = None,
+    nodes: Mapping[StepWhere, JSON] | None = None,
     progress: Progress | None = None,
 ) -> list[_Step]:
     """Validate, classify and turn pods into desired steps; bad pods go to the report.
@@ -187,177 +195,134 @@ def desired_steps(
     return list(steps.values())
 
 
-def _plan_all(steps: list[_Step], store: Any, report: PassReport) -> list[tuple[_Step, StepPlan]]:
-    actual = read_actual(store, [s.desired for s in steps])
-    upcoming = pass_outputs_by_uri((s.desired for s in steps), actual)
-    planned = []
-    for step in steps:
-        try:
-            planned.append((step, plan_step(step.desired, actual, upcoming)))
-        except PodError as exc:
-            report.errors.append(step.problem(exc.reason, exc.message))
-    return planned
+def with_podless(steps: list[_Step], chunk: Chunk) -> dict[str, _Step]:
+    """The pods' steps and the chunk's podless ones (a step with a pod wins), by execution key."""
+    by_key = {s.desired.execution.key: s for s in steps}
+    for desired in chunk.podless_steps:
+        by_key.setdefault(desired.execution.key, _Step(None, Disposition.RECORD, desired))
+    return by_key
 
 
-def reconcile_pods(
-    pods: Iterable[Any],
-    store: Any,
-    types: TypeRegistry,
-    options: ReconcileOptions,
-    *,
-    dry_run: bool = False,
-    taskresults: Mapping[tuple[str, str], JSON] | None = None,
-    nodes: Mapping[tuple[str, str], JSON] | None = None,
-    podless_steps: Iterable[DesiredStep] = (),
-    progress: Progress | None = None,
-) -> PassReport:
-    """Converge MLMD with `pods` and return the report, including the pod patches to make.
-
-    `podless_steps` are steps whose pod is gone (pod GC, node loss), derived
-    from their Workflow's `status.nodes`; they get records but no patches.
-    Raises MLMD's UnavailableError/DeadlineExceededError when the store is down.
-    """
-    from controller.kube import paused_gc
-
-    # A pass allocates a record per pod and per stored record and frees them all at
-    # its end; none form reference cycles, so collections in between only walk them.
-    with paused_gc():
-        return _reconcile(pods, store, types, options, dry_run, taskresults, nodes, podless_steps, progress)
+# --- plan ------------------------------------------------------------------------
 
 
-def _reconcile(
-    pods: Iterable[Any],
-    store: Any,
-    types: TypeRegistry,
-    options: ReconcileOptions,
-    dry_run: bool,
-    taskresults: Mapping[tuple[str, str], JSON] | None,
-    nodes: Mapping[tuple[str, str], JSON] | None,
-    podless_steps: Iterable[DesiredStep],
+def _plan(steps: Mapping[str, _Step], actual: ActualState, report: PassReport) -> list[WorkflowPlan]:
+    """A plan per workflow; the steps that cannot be planned go to the report."""
+    plans, refused = plan_workflows([s.desired for s in steps.values()], actual)
+    for desired, exc in refused:
+        report.errors.append(steps[desired.execution.key].problem(exc.reason, exc.message))
+    return plans
+
+
+def _as_planned(plans: Sequence[WorkflowPlan]) -> dict[str, AppliedIds]:
+    """The ids a dry run can name: those of records already stored."""
+    return {
+        p.step.execution.key: AppliedIds(plan.context_id, p.execution_id, {})
+        for plan in plans
+        for p in plan.steps
+    }
+
+
+# --- apply -----------------------------------------------------------------------
+
+
+def _apply(
+    plans: list[WorkflowPlan],
+    steps: Mapping[str, _Step],
+    store: MetadataStore,
+    report: PassReport,
     progress: Progress | None,
-) -> PassReport:
-    started = time.monotonic()
-    report = PassReport()
-    steps = desired_steps(pods, options, report, taskresults, nodes, progress)
-    known = {s.desired.execution.key for s in steps}
-    steps += [_Step(None, Disposition.RECORD, d) for d in podless_steps if d.execution.key not in known]
-    planned = _plan_all(steps, store, report)
+) -> tuple[list[WorkflowPlan], dict[str, AppliedIds]]:
+    """Write the plans; returns what was written (as plans) and the ids each step has now.
 
-    applied: dict[str, AppliedIds] = {}
-    if dry_run:
-        for _, plan in planned:
-            applied[plan.step.execution.key] = AppliedIds(plan.context_id, plan.execution_id, {})
-        final = planned
-    else:
-        result = _apply_with_progress(store, types, [p for _, p in planned], progress)
-        report.transactions += result.transactions
-        applied.update(result.applied)
-        final = [(s, p) for s, p in planned if p.step.execution.key in result.applied]
-        failed = [s for s, p in planned if p.step.execution.key in result.failed]
-        if failed:
-            final += _retry_one_by_one(failed, store, types, report, applied, result.failed)
-
-    contexts_written: set[str] = set()
-    for step, plan in final:
-        report.plans.append(plan)
-        for kind, detail in plan.actions():
-            if kind.startswith("context."):
-                # Every step of a workflow plans its context; it is written once.
-                if detail in contexts_written:
-                    continue
-                contexts_written.add(detail)
-            report.actions[kind] += 1
-        report.pending_inputs += len(plan.pending_inputs)
-        report.pending_outputs += plan.step.outputs is None
-        if step.pod is None or step.disposition is Disposition.RECORD_CACHE_HIT:
-            # No pod to label, or the cache webhook's labels name the original execution.
-            continue
-        desired = desired_pod_metadata(plan, applied[plan.step.execution.key])
-        patch = pod_patch(current_pod_metadata(step.pod), desired)
-        if patch is not None:
-            report.pod_patches.append(PodPatch(step.pod.namespace, step.pod.name, patch))
-    report.duration_s = time.monotonic() - started
-    return report
-
-
-def apply_pod_patches(kube: Any, report: PassReport, keep_going: Callable[[], bool] = lambda: True) -> int:
-    """Merge-patch our labels onto the pods; a refused patch is that pod's error, not the pass's.
-
-    Returns the number of pods patched (a pod that is gone meanwhile is not an error).
-    `keep_going` is asked before each patch (leadership may be lost mid-pass).
+    The steps of a failed transaction are read, planned and written again one by one.
     """
-    from controller.kube import KubeApiError
-
-    def one(patch: PodPatch) -> int:
-        if not keep_going():
-            return 0
-        try:
-            return int(kube.patch_pod_metadata(patch.namespace, patch.pod, patch.patch))
-        except KubeApiError as exc:
-            report.errors.append(PodProblem(patch.namespace, patch.pod, "pod_patch", exc.message))
-            return 0
-
-    # Patches are independent round trips; a few in flight hide the latency of each.
-    with ThreadPoolExecutor(max_workers=PATCH_CONCURRENCY) as pool:
-        return sum(pool.map(one, report.pod_patches))
+    result = _apply_with_progress(store, plans, progress)
+    report.transactions += result.transactions
+    applied = dict(result.applied)
+    written = [p for p in (plan.only(result.applied) for plan in plans) if p.steps]
+    if result.failed:
+        failed = {key: steps[key] for key in result.failed}
+        written += _retry_one_by_one(failed, store, report, applied, result.failed)
+    return written, applied
 
 
 def _apply_with_progress(
-    store: Any, types: TypeRegistry, plans: list[StepPlan], progress: Progress | None
+    store: MetadataStore, plans: Sequence[WorkflowPlan], progress: Progress | None
 ) -> ApplyResult:
-    """apply_plans, a few workflows at a time when someone watches the progress."""
+    """store.apply, a few workflows at a time when someone watches the progress."""
     if progress is None:
-        return apply_plans(store, types, plans)
-    by_workflow: dict[str, list[StepPlan]] = {}
-    for plan in plans:
-        by_workflow.setdefault(plan.step.context.name, []).append(plan)
-    groups = list(by_workflow.values())
-    result, created, done = ApplyResult(), {}, 0
-    for start in range(0, len(groups), 20):
-        batch = [p for group in groups[start : start + 20] for p in group]
-        part = apply_plans(store, types, batch, created)
-        result.applied.update(part.applied)
-        result.failed.update(part.failed)
-        result.transactions += part.transactions
-        done += len(batch)
-        progress("apply", done, len(plans))
+        return store.apply(plans)
+    result, created_ids, done = ApplyResult(), {}, 0
+    total = sum(len(plan.steps) for plan in plans)
+    for start in range(0, len(plans), 20):
+        batch = plans[start : start + 20]
+        result.merge(store.apply(batch, created_ids))
+        done += sum(len(plan.steps) for plan in batch)
+        progress("apply", done, total)
     return result
 
 
 def _retry_one_by_one(
-    failed: list[_Step],
-    store: Any,
-    types: TypeRegistry,
+    failed: Mapping[str, _Step],
+    store: MetadataStore,
     report: PassReport,
     applied: dict[str, AppliedIds],
-    first_errors: Mapping[str, Exception],
-) -> list[tuple[_Step, StepPlan]]:
-    """Re-read and re-plan steps whose batch failed, then write each alone.
+    first_errors: Mapping[str, StoreError],
+) -> list[WorkflowPlan]:
+    """Re-read and re-plan steps whose transaction failed, then write each alone.
 
-    A batch fails when another writer got there first (AlreadyExists) or one
-    step's values are refused; alone, each step either converges against the
-    fresh state or is reported with its own error.
+    A transaction fails when another writer got there first (StoreConflict) or one
+    step's values are refused; alone, each step either converges against the fresh
+    state or is reported with its own error. Returns what was written, as plans.
     """
     for error in first_errors.values():
-        if isinstance(error, STORE_DOWN):
+        if isinstance(error, StoreUnavailable):
             raise error
-    done = []
+    actual = store.read_actual([s.desired for s in failed.values()])
+    written: list[WorkflowPlan] = []
     created_ids: dict[str, int] = {}
-    planned = _plan_all(failed, store, report)
-    order = {id(p): i for i, p in enumerate(order_for_apply([p for _, p in planned]))}
-    for step, plan in sorted(planned, key=lambda sp: order[id(sp[1])]):
-        result = apply_plans(store, types, [plan], created_ids)
-        report.transactions += result.transactions
-        error = result.failed.get(plan.step.execution.key)
-        if error is None:
-            applied.update(result.applied)
-            done.append((step, plan))
-            continue
-        if isinstance(error, STORE_DOWN):
-            raise error
-        reason = (
-            Reason.MLMD_CONFLICT if isinstance(error, mlmd_errors.AlreadyExistsError) else Reason.MLMD_WRITE
-        )
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        report.errors.append(step.problem(reason, message))
-    return done
+    for plan in _plan(failed, actual, report):
+        done: set[str] = set()
+        for step_plan in plan.steps:
+            key = step_plan.step.execution.key
+            result = store.apply([plan.only({key})], created_ids)
+            report.transactions += result.transactions
+            error = result.failed.get(key)
+            if error is None:
+                applied.update(result.applied)
+                done.add(key)
+                continue
+            if isinstance(error, StoreUnavailable):
+                raise error
+            reason = Reason.MLMD_CONFLICT if isinstance(error, StoreConflict) else Reason.MLMD_WRITE
+            report.errors.append(failed[key].problem(reason, str(error).splitlines()[0]))
+        if done:
+            written.append(plan.only(done))
+    return written
+
+
+# --- pod patches -----------------------------------------------------------------
+
+
+def _report_plans(
+    plans: Sequence[WorkflowPlan],
+    applied: Mapping[str, AppliedIds],
+    steps: Mapping[str, _Step],
+    report: PassReport,
+) -> None:
+    """Count the plans' writes and what is pending, and patch each pod to the ids its records have."""
+    for plan in plans:
+        report.plans.append(plan)
+        report.actions.update(kind for kind, _ in plan.actions())
+        for step_plan in plan.steps:
+            key = step_plan.step.execution.key
+            report.pending_inputs += len(step_plan.pending_inputs)
+            report.pending_outputs += step_plan.step.outputs is None
+            step = steps[key]
+            if step.pod is None or step.disposition is Disposition.RECORD_CACHE_HIT:
+                # No pod to label, or the cache webhook's labels name the original execution.
+                continue
+            patch = pod_patch(current_pod_metadata(step.pod), desired_pod_metadata(step_plan, applied[key]))
+            if patch is not None:
+                report.pod_patches.append(PodPatch(step.pod.namespace, step.pod.name, patch))

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from controller.drift import Drift, grouped
 from controller.manual import ManualOutcome, counted_drift
-from controller.reconcile_pass import Progress
+from controller.report import Progress
 
 
 def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str, Any]:
@@ -31,14 +31,8 @@ def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str,
 
 def print_plan(outcome: ManualOutcome, out: TextIO) -> None:
     """Every MLMD write and every label change a dry run would make."""
-    contexts: set[str] = set()
     for plan in outcome.report.plans:
         for kind, detail in plan.actions():
-            if kind.startswith("context."):
-                # Every step of a workflow plans its run context; it is written once.
-                if detail in contexts:
-                    continue
-                contexts.add(detail)
             print(f"  {kind:<18} {detail}", file=out)
     print_pod_patches(outcome, out)
 
@@ -54,6 +48,7 @@ def print_pod_patches(outcome: ManualOutcome, out: TextIO) -> None:
 
 
 def print_drift(drift: list[Drift], out: TextIO) -> None:
+    """The drift grouped by kind, one item a line under each kind's heading."""
     for kind, items in grouped(drift).items():
         print(f"{kind} ({len(items)}):", file=out)
         for item in items:

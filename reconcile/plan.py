@@ -1,16 +1,17 @@
 """Plan: desired records vs what MLMD holds -> the writes that converge them.
 
-`plan_step` is the reconciler's one small function: given one step's desired
-records and the stored state read for it, it says what to create, adopt
-(records the upstream writer left without an external_id) or update, and
-which inputs must wait for their upstream artifact. Applying a plan and
-planning again gives an empty plan.
+The unit is the workflow: `plan_workflow` gives one `WorkflowPlan` per workflow -- its run
+context's write (at most one) and a `StepPlan` per step, producers before consumers, the
+order `store/` writes them in. `plan_step` says, for one step, what to create, adopt
+(records the upstream writer left without an external_id) or update, and which inputs must
+wait for their upstream artifact. `plan_workflows` plans the steps of one pass. Applying a
+plan and planning again gives an empty plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from reconcile.errors import PodError, Reason
@@ -115,12 +116,10 @@ class LinkedInput:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """The writes one step needs, and what it already has."""
+    """The writes one step needs, and what it already has (its run context is its workflow's)."""
 
     step: DesiredStep
-    context_id: int | None
     execution_id: int | None
-    context: ContextWrite | None
     execution: ExecutionWrite | None
     inputs: tuple[InputLink, ...]
     outputs: tuple[OutputWrite, ...]
@@ -132,12 +131,11 @@ class StepPlan:
 
     @property
     def writes_mlmd(self) -> bool:
-        return bool(self.context or self.execution or self.inputs or self.outputs)
+        """Whether the step's own records need a write (its context aside)."""
+        return bool(self.execution or self.inputs or self.outputs)
 
     def actions(self) -> Iterator[tuple[str, str]]:
-        """(kind, detail) for every MLMD write, e.g. ("execution.create", key)."""
-        if self.context:
-            yield f"context.{self.context.op}", self.context.desired.name
+        """(kind, detail) for every write of the step's own records, e.g. ("execution.create", key)."""
         if self.execution:
             detail = self.execution.desired.key
             if self.execution.changes and self.execution.op is not Op.CREATE:
@@ -153,6 +151,46 @@ class StepPlan:
                 yield f"artifact.{out.op}", detail
             if out.add_event:
                 yield "event.output", f"{self.step.execution.key} -> {out.desired.name}"
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    """The writes one workflow needs: its run context's (at most one) and its steps', in apply order.
+
+    `steps` come producers first, so an input links to an output created in the same
+    transaction. `context_id` is the stored run context's id (None until it is created).
+    """
+
+    context: DesiredContext
+    context_id: int | None
+    context_write: ContextWrite | None
+    steps: tuple[StepPlan, ...]
+
+    @property
+    def writes_mlmd(self) -> bool:
+        return self.context_write is not None or any(p.writes_mlmd for p in self.steps)
+
+    def steps_to_write(self) -> tuple[StepPlan, ...]:
+        """The steps the workflow's transactions carry, in apply order.
+
+        Those with writes of their own; all of them while the run context needs a write
+        (every transaction carries the context), so that no step counts as done before
+        its context is stored as planned.
+        """
+        if self.context_write is not None:
+            return self.steps
+        return tuple(p for p in self.steps if p.writes_mlmd)
+
+    def actions(self) -> Iterator[tuple[str, str]]:
+        """(kind, detail) for every MLMD write: the run context once, then each step's."""
+        if self.context_write is not None:
+            yield f"context.{self.context_write.op}", self.context.name
+        for plan in self.steps:
+            yield from plan.actions()
+
+    def only(self, execution_keys: Collection[str]) -> WorkflowPlan:
+        """This plan cut down to the steps with these execution keys (order and context kept)."""
+        return replace(self, steps=tuple(p for p in self.steps if p.step.execution.key in execution_keys))
 
 
 def effective_state(desired: ExecutionState, stored: StoredExecution | None) -> ExecutionState:
@@ -195,16 +233,28 @@ def artifact_changes(desired: DesiredArtifact, stored: StoredArtifact) -> tuple[
     return tuple(changes)
 
 
-def find_context(step: DesiredStep, actual: ActualState) -> StoredContext | None:
+def find_context(context: DesiredContext, actual: ActualState) -> StoredContext | None:
     """The run context by name; one with a foreign external_id is a conflict."""
-    stored = actual.contexts.get(step.context.name)
-    if stored is not None and stored.external_id not in (None, step.context.key):
+    stored = actual.contexts.get(context.name)
+    if stored is not None and stored.external_id not in (None, context.key):
         raise PodError(
             Reason.MLMD_CONFLICT,
             f"context {stored.name!r} (id {stored.id}) has external_id {stored.external_id!r}, "
-            f"not {step.context.key!r}",
+            f"not {context.key!r}",
         )
     return stored
+
+
+def plan_context(context: DesiredContext, actual: ActualState) -> ContextWrite | None:
+    """The write a workflow's run context needs, if any (PodError: it belongs to someone else)."""
+    stored = find_context(context, actual)
+    if stored is None:
+        return ContextWrite(Op.CREATE, context, None)
+    if stored.external_id is None:
+        return ContextWrite(Op.ADOPT, context, stored)
+    if any(stored.properties.get(k) != v for k, v in context.properties.items()):
+        return ContextWrite(Op.UPDATE, context, stored)
+    return None
 
 
 def find_execution(
@@ -253,28 +303,21 @@ def pick_upstream(artifacts: Iterable[StoredArtifact]) -> StoredArtifact | None:
 def plan_step(
     step: DesiredStep, actual: ActualState, pass_outputs: Mapping[str, str] | None = None
 ) -> StepPlan:
-    """The writes that make MLMD hold `step`.
+    """The writes that make MLMD hold `step`'s own records (its run context: `plan_context`).
 
     `pass_outputs` maps URI -> artifact key for outputs other steps of this
     pass will create, so a downstream step links to them in the same pass.
+    Raises PodError when the run context belongs to someone else.
     """
     pass_outputs = pass_outputs or {}
-    context = find_context(step, actual)
-    context_write = None
-    if context is None:
-        context_write = ContextWrite(Op.CREATE, step.context, None)
-    elif context.external_id is None:
-        context_write = ContextWrite(Op.ADOPT, step.context, context)
-    elif any(context.properties.get(k) != v for k, v in step.context.properties.items()):
-        context_write = ContextWrite(Op.UPDATE, step.context, context)
-
+    context = find_context(step.context, actual)
     execution = find_execution(step, actual, context)
     execution_write = None
     if execution is None:
         execution_write = ExecutionWrite(Op.CREATE, step.execution, None, ())
     else:
         changes = execution_changes(step.execution, execution)
-        if context_write is not None and context_write.op is Op.CREATE:
+        if context is None:
             # The context is new but the execution is not: re-put it so the
             # transaction associates it with the context.
             changes += ("association",)
@@ -326,9 +369,7 @@ def plan_step(
 
     return StepPlan(
         step=step,
-        context_id=context.id if context else None,
         execution_id=execution.id if execution else None,
-        context=context_write,
         execution=execution_write,
         inputs=tuple(links),
         outputs=tuple(outputs),
@@ -348,7 +389,7 @@ def pass_outputs_by_uri(steps: Iterable[DesiredStep], actual: ActualState) -> di
     return found
 
 
-def order_for_apply(plans: list[StepPlan]) -> list[StepPlan]:
+def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
     """Producers before consumers, so inputs link to outputs created in the same pass."""
     producer = {out.desired.key: i for i, p in enumerate(plans) for out in p.outputs if out.op is Op.CREATE}
     done: set[int] = set()
@@ -366,3 +407,41 @@ def order_for_apply(plans: list[StepPlan]) -> list[StepPlan]:
     for i in range(len(plans)):
         visit(i, frozenset())
     return ordered
+
+
+def plan_workflow(
+    steps: Sequence[DesiredStep], actual: ActualState, pass_outputs: Mapping[str, str] | None = None
+) -> WorkflowPlan:
+    """The plan for the steps of one workflow (all with the same run context), producers first.
+
+    `pass_outputs` is as for `plan_step`. Raises PodError when the run context belongs to
+    someone else: then no step of the workflow can be written.
+    """
+    context = steps[0].context
+    context_write = plan_context(context, actual)
+    stored = actual.contexts.get(context.name)
+    plans = [plan_step(step, actual, pass_outputs) for step in steps]
+    return WorkflowPlan(context, stored.id if stored else None, context_write, tuple(order_for_apply(plans)))
+
+
+def plan_workflows(
+    steps: Sequence[DesiredStep], actual: ActualState
+) -> tuple[list[WorkflowPlan], list[tuple[DesiredStep, PodError]]]:
+    """Plans for the steps of one pass: one per workflow, in the order the workflows first appear.
+
+    An input may link to an output another step of the pass creates. Returns the plans and
+    the steps that cannot be planned, each with its error (every step of a workflow whose
+    run context belongs to someone else).
+    """
+    upcoming = pass_outputs_by_uri(steps, actual)
+    by_workflow: dict[str, list[DesiredStep]] = {}
+    for step in steps:
+        by_workflow.setdefault(step.context.name, []).append(step)
+    plans: list[WorkflowPlan] = []
+    refused: list[tuple[DesiredStep, PodError]] = []
+    for group in by_workflow.values():
+        try:
+            plans.append(plan_workflow(group, actual, upcoming))
+        except PodError as exc:
+            refused += [(step, exc) for step in group]
+    return plans, refused

@@ -33,7 +33,8 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The runtime and, beside it, the sandbox (API emulator, simulator, the `sandbox` command).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' -e ./sandbox
 
 # --- MLMD versions (docs/mlmd-versions.md) ------------------------------------------------
 # The old MLMD servers the version tests run: one venv per ml-metadata release under

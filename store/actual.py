@@ -8,11 +8,11 @@ execution list read, once per workflow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ml_metadata import errors
-from ml_metadata.metadata_store import ListOptions
+from ml_metadata.metadata_store import ListOptions, metadata_store
 
 from reconcile import conventions as c
 from reconcile.errors import PodError
@@ -38,7 +38,7 @@ def _in_filter(field: str, values: Sequence[str]) -> str:
     return f"{field} IN ({', '.join(repr(v) for v in values)})"
 
 
-def _contexts_by_name(store: Any, names: list[str]) -> list[Any]:
+def _contexts_by_name(store: metadata_store.MetadataStore, names: list[str]) -> list[Any]:
     safe = [n for n in names if _quotable(n)]
     found = []
     for part in chunks(safe):
@@ -52,7 +52,7 @@ def _contexts_by_name(store: Any, names: list[str]) -> list[Any]:
     return found
 
 
-def _artifacts_by_uri(store: Any, uris: list[str]) -> list[Any]:
+def _artifacts_by_uri(store: metadata_store.MetadataStore, uris: list[str]) -> list[Any]:
     safe = [u for u in uris if _quotable(u)]
     found = []
     for part in chunks(safe):
@@ -63,7 +63,7 @@ def _artifacts_by_uri(store: Any, uris: list[str]) -> list[Any]:
     return found
 
 
-def _lookup(call: Any, ids: Sequence[Any]) -> list[Any]:
+def _lookup(call: Callable[[Sequence[Any]], Iterable[Any]], ids: Sequence[Any]) -> list[Any]:
     """A batched get; MLMD answers NotFound when none of the ids exist."""
     try:
         return list(call(ids))
@@ -75,8 +75,8 @@ def _unique(items: Iterable[T]) -> list[T]:
     return list(dict.fromkeys(items))
 
 
-def read_actual(store: Any, steps: Sequence[DesiredStep]) -> ActualState:
-    """Read everything `plan_step` needs for these steps, in batches."""
+def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep]) -> ActualState:
+    """Read everything planning these steps needs, in batches."""
     actual = ActualState()
 
     # Run contexts: ours by key, then by name (those the upstream writer made).
@@ -98,7 +98,7 @@ def read_actual(store: Any, steps: Sequence[DesiredStep]) -> ActualState:
         if step.execution.key in actual.executions:
             continue
         try:
-            context = find_context(step, actual)
+            context = find_context(step.context, actual)
         except PodError:
             continue  # reported when the step is planned
         if context is not None:

@@ -1,4 +1,4 @@
-"""Apply plans: each workflow's steps in MLMD transactions, producers first.
+"""Apply workflow plans: each workflow's steps in MLMD transactions, producers first.
 
 One `put_lineage_subgraph` call per workflow chunk writes the executions,
 their output artifacts, all events, the association with the run context and
@@ -9,17 +9,17 @@ associates every execution of a call with every context of it.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from reconcile.plan import StepPlan, order_for_apply
+from reconcile.plan import StepPlan, WorkflowPlan
 from reconcile.pod_metadata import AppliedIds
 from reconcile.records import EventKind
 from store.convert import fill
+from store.errors import StoreError, write_failure
 from store.types import TypeRegistry
 
 CHUNK = 100  # steps per transaction; a workflow larger than this spans several
@@ -30,8 +30,14 @@ class ApplyResult:
     """Ids per step (by execution key), the steps whose transaction failed, and the count of calls."""
 
     applied: dict[str, AppliedIds] = field(default_factory=dict)
-    failed: dict[str, Exception] = field(default_factory=dict)
+    failed: dict[str, StoreError] = field(default_factory=dict)
     transactions: int = 0
+
+    def merge(self, other: ApplyResult) -> None:
+        """Add the result of another call of the same pass."""
+        self.applied.update(other.applied)
+        self.failed.update(other.failed)
+        self.transactions += other.transactions
 
 
 def _event(kind: EventKind, key: str, execution_id: int | None, artifact_id: int | None) -> pb.Event:
@@ -45,28 +51,25 @@ def _event(kind: EventKind, key: str, execution_id: int | None, artifact_id: int
 
 
 class _Subgraph:
-    """One transaction's worth of records for steps of a single workflow."""
+    """One transaction's worth of records: steps of a single workflow, with its run context."""
 
-    def __init__(self, types: TypeRegistry, created_ids: dict[str, int]) -> None:
+    def __init__(self, types: TypeRegistry, created_ids: dict[str, int], workflow: WorkflowPlan) -> None:
         self.types = types
         self.created_ids = created_ids  # artifact key -> id written earlier this pass
         self.executions: list[pb.Execution] = []
         self.artifacts: list[pb.Artifact] = []
         self.artifact_index: dict[str, int] = {}
         self.edges: list[tuple[int | None, int | None, pb.Event]] = []
-        self.context: pb.Context | None = None
         self.plans: list[tuple[StepPlan, int | None]] = []  # plan, index in executions
+        # Every transaction carries the context, to associate and attribute its records.
+        desired = workflow.context
+        self.context = pb.Context(type_id=types.context_type_id(), name=desired.name, external_id=desired.key)
+        if workflow.context_id is not None:
+            self.context.id = workflow.context_id
+        fill(self.context.properties, desired.properties)
 
     def add(self, plan: StepPlan) -> None:
         step = plan.step
-        if self.context is None:
-            self.context = pb.Context(
-                type_id=self.types.context_type_id(), name=step.context.name, external_id=step.context.key
-            )
-            if plan.context_id is not None:
-                self.context.id = plan.context_id
-            fill(self.context.properties, step.context.properties)
-
         index = None
         if plan.execution is not None:
             write = plan.execution
@@ -115,61 +118,77 @@ class _Subgraph:
                     continue  # its producer failed: the link waits for a later pass
             self.edges.append((index, art_index, _event(EventKind.INPUT, link.name, execution_id, art_id)))
 
-    def put(self, store: Any) -> tuple[list[int], list[int], list[int]]:
-        return store.put_lineage_subgraph(
+    def put(self, client: metadata_store.MetadataStore) -> tuple[list[int], list[int], list[int]]:
+        return client.put_lineage_subgraph(
             self.executions,
             self.artifacts,
-            [self.context] if self.context is not None else [],
+            [self.context],
             self.edges,
             reuse_context_if_already_exist=True,
             reuse_artifact_if_already_exist_by_external_id=True,
         )
 
 
-def apply_plans(
-    store: Any, types: TypeRegistry, plans: Sequence[StepPlan], created_ids: dict[str, int] | None = None
+def apply_workflow_plans(
+    client: metadata_store.MetadataStore,
+    types: TypeRegistry,
+    plans: Sequence[WorkflowPlan],
+    created_ids: dict[str, int] | None = None,
 ) -> ApplyResult:
-    """Write every plan; a failed transaction fails only its own steps.
+    """Write every workflow plan; a failed transaction fails only its own steps.
 
-    `created_ids` (artifact key -> id) carries the outputs written by earlier
-    calls of the same pass, so their consumers can link to them.
+    A workflow's steps go in transactions of at most CHUNK steps, in apply order.
+    `created_ids` (artifact key -> id) carries the outputs written by earlier calls
+    of the same pass, so their consumers can link to them; this call adds to it.
     """
     result = ApplyResult()
     created_ids = {} if created_ids is None else created_ids
-    by_workflow: dict[str, list[StepPlan]] = defaultdict(list)
-    for plan in plans:
-        if plan.writes_mlmd:
-            by_workflow[plan.step.context.name].append(plan)
-        else:
-            result.applied[plan.step.execution.key] = AppliedIds(plan.context_id, plan.execution_id, {})
-
-    for group in by_workflow.values():
-        ordered = order_for_apply(group)
-        for start in range(0, len(ordered), CHUNK):
-            subgraph = _Subgraph(types, created_ids)
-            try:
-                for plan in ordered[start : start + CHUNK]:
-                    subgraph.add(plan)
-                execution_ids, artifact_ids, context_ids = subgraph.put(store)
-            except Exception as exc:
-                # Reported per step by the caller, which re-reads and retries them.
-                for plan in ordered[start : start + CHUNK]:
-                    result.failed[plan.step.execution.key] = exc
-                continue
-            finally:
-                result.transactions += 1
-            for key, index in subgraph.artifact_index.items():
-                created_ids[key] = artifact_ids[index]
-            context_id = context_ids[0] if context_ids else None
-            for plan, index in subgraph.plans:
-                execution_id = execution_ids[index] if index is not None else plan.execution_id
-                artifacts = {
-                    out.desired.key: created_ids[out.desired.key]
-                    for out in plan.outputs
-                    if out.desired.key in created_ids
-                }
-                for link in plan.inputs:
-                    if link.artifact_key in created_ids:
-                        artifacts[link.artifact_key] = created_ids[link.artifact_key]
-                result.applied[plan.step.execution.key] = AppliedIds(context_id, execution_id, artifacts)
+    for workflow in plans:
+        writing = workflow.steps_to_write()
+        carried = {id(plan) for plan in writing}
+        for plan in workflow.steps:
+            if id(plan) not in carried:
+                ids = AppliedIds(workflow.context_id, plan.execution_id, {})
+                result.applied[plan.step.execution.key] = ids
+        for start in range(0, len(writing), CHUNK):
+            batch = writing[start : start + CHUNK]
+            _put(client, types, workflow, batch, created_ids, result)
     return result
+
+
+def _put(
+    client: metadata_store.MetadataStore,
+    types: TypeRegistry,
+    workflow: WorkflowPlan,
+    batch: Sequence[StepPlan],
+    created_ids: dict[str, int],
+    result: ApplyResult,
+) -> None:
+    """One transaction: `batch` with its workflow's context; the ids it got go into `result`."""
+    try:
+        subgraph = _Subgraph(types, created_ids, workflow)
+        for plan in batch:
+            subgraph.add(plan)
+        execution_ids, artifact_ids, context_ids = subgraph.put(client)
+    except Exception as exc:
+        # Reported per step by the caller, which re-reads and retries them.
+        error = write_failure(exc)
+        for plan in batch:
+            result.failed[plan.step.execution.key] = error
+        return
+    finally:
+        result.transactions += 1
+    for key, index in subgraph.artifact_index.items():
+        created_ids[key] = artifact_ids[index]
+    context_id = context_ids[0] if context_ids else None
+    for plan, index in subgraph.plans:
+        execution_id = execution_ids[index] if index is not None else plan.execution_id
+        artifacts = {
+            out.desired.key: created_ids[out.desired.key]
+            for out in plan.outputs
+            if out.desired.key in created_ids
+        }
+        for link in plan.inputs:
+            if link.artifact_key in created_ids:
+                artifacts[link.artifact_key] = created_ids[link.artifact_key]
+        result.applied[plan.step.execution.key] = AppliedIds(context_id, execution_id, artifacts)

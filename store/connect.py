@@ -10,8 +10,7 @@ Accepted store URLs (see :func:`parse_store_url`):
 * ``grpc://host:port`` / ``grpcs://host:port`` -- an MLMD gRPC server, plain or TLS.
 
 Thread safety: an *embedded* store (SQLite or MySQL through the C++ library) owns a single
-database connection and must not be used by several threads at once. Wrap it in
-:class:`LockedStore` (or use :func:`open_locked_store`) when threads share it. A gRPC store
+database connection and must not be used by several threads at once. A gRPC store
 is a thin client over a thread-safe gRPC channel and may be shared freely.
 
 Note also that the embedded library keeps the Python GIL while it runs, so a slow embedded
@@ -20,15 +19,13 @@ call (e.g. MySQL not answering) stalls every thread of the process for its durat
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
 import re
 import socket
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -60,7 +57,6 @@ from store.schema import library_schema_version, read_sqlite_schema
 
 __all__ = [
     "ACCEPTED_FORMS",
-    "LockedStore",
     "StoreConfigError",
     "StoreError",
     "StoreKind",
@@ -73,7 +69,6 @@ __all__ = [
     "connection_config",
     "create_embedded_handle",
     "host_port",
-    "open_locked_store",
     "open_store",
     "parse_store_url",
 ]
@@ -586,7 +581,7 @@ def open_store(
     Raises :class:`StoreConfigError` for a bad URL or option, and
     :class:`StoreUnavailableError` or one of its subclasses (one line, e.g.
     ``cannot reach MLMD at grpc://127.0.0.1:1: UNAVAILABLE: ...``) when the store cannot be
-    reached or opened. An embedded store is not thread-safe; see :class:`LockedStore`.
+    reached or opened. An embedded store is not thread-safe (see the module's docstring).
     """
     target = _as_target(url)
     if target.embedded:
@@ -606,56 +601,3 @@ def open_store(
     _probe_grpc(target, grpc_config, timeout_s)
     return _GrpcMetadataStore(grpc_config)
 
-
-class LockedStore:
-    """A thin wrapper that serialises every method call of a ``MetadataStore`` with a lock.
-
-    ``locked.put_contexts(...)`` is ``store.put_contexts(...)`` run while holding ``lock``.
-    Hold ``with locked.lock:`` yourself to make several calls without another thread's calls
-    in between (the lock is re-entrant). ``store`` gives the unwrapped store.
-    """
-
-    def __init__(self, store: metadata_store.MetadataStore, lock: Any | None = None) -> None:
-        """Wrap ``store``; ``lock`` defaults to a new ``threading.RLock``."""
-        self._store = store
-        self._lock = lock if lock is not None else threading.RLock()
-
-    @property
-    def store(self) -> metadata_store.MetadataStore:
-        """The wrapped store (use it only while holding :attr:`lock`)."""
-        return self._store
-
-    @property
-    def lock(self) -> Any:
-        """The lock every call holds."""
-        return self._lock
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[metadata_store.MetadataStore]:
-        """``with locked.locked() as store:`` -- several calls under one hold of the lock."""
-        with self._lock:
-            yield self._store
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        call.__name__ = name
-        call.__doc__ = getattr(attr, "__doc__", None)
-        return call
-
-    def __repr__(self) -> str:
-        return f"LockedStore({self._store!r})"
-
-
-def open_locked_store(url: str | StoreTarget, **kwargs: Any) -> LockedStore:
-    """:func:`open_store` and wrap the result in a :class:`LockedStore`.
-
-    Any keyword argument of :func:`open_store` is accepted.
-    """
-    return LockedStore(open_store(url, **kwargs))

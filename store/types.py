@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ml_metadata import errors
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from reconcile import conventions as c
@@ -18,7 +17,7 @@ class TypeRegistry:
     properties and no version. A concurrent creator is tolerated.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: metadata_store.MetadataStore) -> None:
         self._store = store
         self._ids: dict[tuple[str, str], int] = {}
 
@@ -38,7 +37,9 @@ class TypeRegistry:
         """Drop the cache (after MLMD was restored from a backup, ids may differ)."""
         self._ids.clear()
 
-    def _ensure(self, kind: str, name: str, proto: Any) -> int:
+    def _ensure(
+        self, kind: str, name: str, proto: pb.ContextType | pb.ExecutionType | pb.ArtifactType
+    ) -> int:
         cached = self._ids.get((kind, name))
         if cached is not None:
             return cached

@@ -18,15 +18,15 @@ from controller.health import Readiness
 from controller.kube import KubeClient, api_client_from
 from controller.loop import Controller
 from controller.metrics import Metrics
-from controller.reconcile_pass import reconcile_pods
+from controller.reconcile_pass import Chunk, run_pass
 from controller.settings import Settings
 from reconcile.argo import workflow_nodes
 from reconcile.from_workflow import desired_steps_from_workflow
 from reconcile.options import ReconcileOptions
 from sandbox.apiserver import ApiServer
 from store.connect import open_store
+from store.metadata import MetadataStore
 from store.server import MetadataServer
-from store.types import TypeRegistry
 from tests.mlmd_snapshot import snapshot
 
 KFP = "pipelines.kubeflow.org/"
@@ -96,15 +96,7 @@ class Cluster:
             )
             podless += steps
         taskresults = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in results}
-        reconcile_pods(
-            pods,
-            target,
-            TypeRegistry(target),
-            ReconcileOptions(),
-            taskresults=taskresults,
-            nodes=nodes,
-            podless_steps=podless,
-        )
+        run_pass([Chunk(pods, taskresults, nodes, podless)], MetadataStore.over(target), ReconcileOptions())
         return snapshot(target)
 
     def actual_snapshot(self) -> dict[str, Any]:

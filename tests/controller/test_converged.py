@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from controller import inputs as pass_inputs
+from controller import sources
 from controller.converged import ConvergedSteps
 from controller.loop import Controller
 from reconcile import conventions as c
@@ -91,27 +91,28 @@ def test_a_pod_changed_by_hand_is_compared_again_and_mended(cluster: Cluster) ->
 def test_a_changed_workflow_node_or_task_result_is_compared_again(cluster: Cluster) -> None:
     controller = converged_and_learned(cluster)
     try:
-        found = pass_inputs.read_all(controller.kube, [], controller.options)
+        found = sources.read_all(controller.kube, [], controller.options)
         memo = controller.converged
-        assert all(memo.unchanged(pod, found) for pod in found.pods)
+        chunk = next(found.chunks())
+        assert all(memo.unchanged(pod, chunk) for pod in found.pods)
         pod = found.pods[0]
-        where = pass_inputs.pod_node_id(pod)
+        where = sources.pod_node_id(pod)
         assert where is not None
 
         node_changed = copy.deepcopy(found)
         node_changed.nodes[where] = {**node_changed.nodes.get(where, {}), "phase": "Failed"}
-        assert not memo.unchanged(pod, node_changed)
+        assert not memo.unchanged(pod, next(node_changed.chunks()))
 
         result_changed = copy.deepcopy(found)
         result_changed.taskresults[where] = {"outputs": {"artifacts": [{"name": "late", "s3": {"key": "k"}}]}}
-        assert not memo.unchanged(pod, result_changed)
+        assert not memo.unchanged(pod, next(result_changed.chunks()))
 
         moved_on = copy.deepcopy(pod)
         moved_on["metadata"]["resourceVersion"] += "0"
-        assert not memo.unchanged(moved_on, found)
+        assert not memo.unchanged(moved_on, chunk)
         recreated = copy.deepcopy(pod)
         recreated["metadata"]["uid"] = "another-pod-of-the-same-name"
-        assert not memo.unchanged(recreated, found)
+        assert not memo.unchanged(recreated, chunk)
     finally:
         controller.stop()
 

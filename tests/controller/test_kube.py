@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from controller.kube import (
-    WORKFLOW_LABEL,
     KubeApiError,
     KubeClient,
     KubeConfigError,
@@ -28,6 +27,7 @@ from controller.kube import (
     WatchExpired,
     api_client_from,
 )
+from reconcile.conventions import ARGO_WORKFLOW_LABEL as WORKFLOW_LABEL
 from sandbox.apiserver import ApiServer
 from sandbox.simulator import Simulator, chain_workflow
 
@@ -161,6 +161,38 @@ def test_expired_continue_token_restarts_the_list(api: ApiServer, kube: KubeClie
     worker.join()
     assert len(listed.items) == 31  # a fresh, consistent list (including the late pod)
     assert api.count("list", "pods") == 2 + 4
+
+
+def test_pod_pages_are_read_one_at_a_time_as_they_are_taken(api: ApiServer, kube: KubeClient) -> None:
+    for i in range(25):
+        api.store.create("pods", _pod(f"p-{i:02d}", "team-a" if i % 2 else "team-b"))
+    k = KubeClient(kube.api_client, retry=FAST, page_size=10)
+    api.reset_counts()
+    pages = k.pod_pages(["team-a", "team-b"])
+    assert api.count("list", "pods") == 0  # nothing is read before a page is asked for
+    seen = []
+    for page in pages:
+        assert api.count("list", "pods") == len(seen) + 1  # one request per page taken
+        seen.append([p["metadata"]["name"] for p in page])
+        assert pages.resource_versions.keys() <= {"team-a", "team-b"}
+    assert [len(names) for names in seen] == [10, 2, 10, 3]  # 12 in team-a, 13 in team-b
+    listed = k.list_pods(None).items
+    assert sorted(n for names in seen for n in names) == sorted(p["metadata"]["name"] for p in listed)
+    assert sorted(pages.resource_versions) == ["team-a", "team-b"]
+
+
+def test_pod_pages_start_over_when_the_continue_token_expires(api: ApiServer, kube: KubeClient) -> None:
+    for i in range(30):
+        api.store.create("pods", _pod(f"p-{i:02d}"))
+    k = KubeClient(kube.api_client, retry=FAST, page_size=10)
+    pages = k.pod_pages(None)
+    first = [p["metadata"]["name"] for p in next(iter(pages))]
+    api.compact()  # the first page's continue token is now too old: 410
+    api.store.create("pods", _pod("z-late"))  # sorts last
+    rest = [p["metadata"]["name"] for page in pages for p in page]
+    assert first == rest[:10]  # the list started over: the first page is seen again
+    assert len(rest) == 31 and rest[-1] == "z-late"
+    assert pages.resource_versions[None] == str(api.store.resource_version)
 
 
 def test_workflows_and_taskresults(api: ApiServer, kube: KubeClient) -> None:

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.health import HealthServer, Readiness
 from controller.metrics import CONTENT_TYPE, Metrics
-from controller.reconcile_pass import PassReport, PodPatch, PodProblem
+from controller.report import PassReport, PodPatch, PodProblem
 
 P = "kfp_metadata_reconciler_"
 

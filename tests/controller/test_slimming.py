@@ -1,4 +1,4 @@
-"""Pods cut down as list pages arrive (controller.inputs) reconcile exactly like whole pods."""
+"""Pods cut down as list pages arrive (controller.slimming) reconcile exactly like whole pods."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from controller.inputs import slim_pod
-from controller.reconcile_pass import PassReport, desired_steps
+from controller.reconcile_pass import desired_steps
+from controller.report import PassReport
+from controller.slimming import slim_pod
 from reconcile import conventions as c
 from reconcile.argo import workflow_nodes
 from reconcile.options import ReconcileOptions
@@ -131,10 +132,10 @@ def _pod(namespace: str, workflow: str, name: str) -> dict[str, Any]:
 
 
 def test_chunks_hold_whole_workflows() -> None:
-    from controller.inputs import _Chunks
+    from controller.sources import WorkflowChunker
 
     chunks: list[list[str]] = []
-    chunker = _Chunks(3, lambda pods: chunks.append([p["metadata"]["name"] for p in pods]))
+    chunker = WorkflowChunker(3)
     pages = [
         [_pod("a", "w1", "w1-1"), _pod("a", "w1", "w1-2")],
         [_pod("a", "w2", "w2-1"), _pod("a", "w2", "w2-2")],  # w2 may go on: held back
@@ -143,8 +144,8 @@ def test_chunks_hold_whole_workflows() -> None:
         [_pod("a", "w3", "w3-5"), _pod("b", "w3", "w3-1")],  # same name, other namespace: another workflow
     ]
     for page in pages:
-        chunker.add(page)
-    chunker.flush()
+        chunks += [[p["metadata"]["name"] for p in pods] for pods in chunker.add(page)]
+    chunks += [[p["metadata"]["name"] for p in pods] for pods in chunker.flush()]
     assert chunks == [
         ["w1-1", "w1-2"],
         ["w2-1", "w2-2", "w2-3"],

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from controller.reconcile_pass import reconcile_pods
+from controller.reconcile_pass import Chunk, run_pass
 from reconcile.argo import workflow_nodes
 from reconcile.options import ReconcileOptions
 from sandbox import pipelines
 from sandbox.simulator import simulate
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 from tests.store.test_converge import apply_patches
 
 # Between them: chains, fan-out/in through a volume, exit handlers, raw ContainerOps, nested
@@ -50,11 +50,11 @@ def test_pipeline_recorded_per_contract(pipeline: str, profile: str, tmp_path: P
     pods = [p for p in run.pods if p["status"]["phase"] in ("Succeeded", "Failed")]
     nodes = {(run.namespace, k): v for k, v in workflow_nodes(run.workflow).items()}
     store = open_store(f"sqlite:///{tmp_path}/m.sqlite")
-    report = reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions(), nodes=nodes)
+    report = run_pass([Chunk(pods, nodes=nodes)], MetadataStore.over(store), ReconcileOptions())
     assert report.errors == []
     assert report.pending_inputs == 0 and report.pending_outputs == 0
     apply_patches(pods, report)
-    again = reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions(), nodes=nodes)
+    again = run_pass([Chunk(pods, nodes=nodes)], MetadataStore.over(store), ReconcileOptions())
     assert sum(again.actions.values()) == 0 and again.pod_patches == []
 
     [context] = store.get_contexts()

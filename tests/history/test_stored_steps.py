@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from controller.reconcile_pass import Chunk, run_pass
 from history import RunScope, StoredRun, StoredRunSource, open_argo_archive, open_kfp_db
 from history.records import ALL_RUNS
 from history.url import DatabaseURL
@@ -23,15 +24,12 @@ from reconcile.classify import classify
 from reconcile.desired import desired_step
 from reconcile.from_workflow import desired_steps_from_workflow
 from reconcile.options import ReconcileOptions
-from reconcile.plan import pass_outputs_by_uri, plan_step
 from reconcile.records import DesiredStep, ExecutionState
 from sandbox.argo_archive import ArgoArchiveWriter
 from sandbox.kfp_runstore import KfpRunStore
 from sandbox.persistence import PERSISTED_FINAL_STATE_LABEL, every_second_compressed
-from store.actual import read_actual
-from store.apply import apply_plans
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 from tests.history.conftest import RecordedRuns, record_runs
 from tests.mlmd_snapshot import snapshot
 
@@ -140,14 +138,11 @@ def test_cache_hits_are_what_a_stored_run_cannot_tell(kfp_store: KfpStore) -> No
 
 
 def converge(store: Any, steps: list[DesiredStep]) -> int:
-    """One pass of `steps` into `store` with the project's plan and apply; the writing plans."""
-    actual = read_actual(store, steps)
-    upcoming = pass_outputs_by_uri(steps, actual)
-    plans = [plan_step(step, actual, upcoming) for step in steps]
-    result = apply_plans(store, TypeRegistry(store), plans)
-    assert result.failed == {}
-    assert all(not p.pending_inputs and p.step.outputs is not None for p in plans)
-    return sum(p.writes_mlmd for p in plans)
+    """One pass of `steps` (as steps whose pod is gone) into `store`; the steps it wrote."""
+    report = run_pass([Chunk(podless_steps=steps)], MetadataStore.over(store), ReconcileOptions())
+    assert report.errors == []
+    assert report.pending_inputs == 0 and report.pending_outputs == 0
+    return sum(step.writes_mlmd for plan in report.plans for step in plan.steps)
 
 
 def combined(live: list[DesiredStep], stored: list[DesiredStep]) -> list[DesiredStep]:

@@ -12,23 +12,21 @@ from typing import Any
 
 import pytest
 
-from controller.reconcile_pass import reconcile_pods
+from controller.reconcile_pass import Chunk, run_pass
 from reconcile.argo import PodView, workflow_nodes
 from reconcile.classify import classify
 from reconcile.desired import desired_step
 from reconcile.errors import PodError, Reason
 from reconcile.from_workflow import desired_steps_from_workflow, substitute
 from reconcile.options import ReconcileOptions
-from reconcile.plan import pass_outputs_by_uri, plan_step
+from reconcile.plan import plan_workflows
 from reconcile.records import DesiredStep, ExecutionState
 from reconcile.uris import ArtifactRepository
 from sandbox import pipelines
 from sandbox.objectstore import ObjectStore
 from sandbox.simulator import Simulator, simulate
-from store.actual import read_actual
-from store.apply import apply_plans
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 from tests.mlmd_snapshot import snapshot
 
 PROFILES = ("3.1", "3.3", "3.5", "3.6")
@@ -224,13 +222,14 @@ def test_kfp_cache_hits_are_not_recorded_from_the_workflow(profile: str) -> None
 def node_only_pass(store: Any, workflow: dict[str, Any]) -> tuple[int, int]:
     """One pass over the Workflow's steps with the store functions; returns (writing plans, pending)."""
     steps = list(node_steps(workflow).values())
-    actual = read_actual(store, steps)
-    upcoming = pass_outputs_by_uri(steps, actual)
-    plans = [plan_step(step, actual, upcoming) for step in steps]
-    result = apply_plans(store, TypeRegistry(store), plans)
+    metadata = MetadataStore.over(store)
+    plans, refused = plan_workflows(steps, metadata.read_actual(steps))
+    assert refused == []
+    result = metadata.apply(plans)
     assert result.failed == {}
-    pending = sum(len(p.pending_inputs) + (p.step.outputs is None) for p in plans)
-    return sum(p.writes_mlmd for p in plans), pending
+    step_plans = [p for plan in plans for p in plan.steps]
+    pending = sum(len(p.pending_inputs) + (p.step.outputs is None) for p in step_plans)
+    return sum(p.writes_mlmd for p in step_plans), pending
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -250,7 +249,7 @@ def test_pod_gc_node_only_pass_records_what_the_pods_would(
 
         from_pods = open_store(f"sqlite:///{tmp_path}/{profile}-{pipeline}-pods.sqlite")
         nodes = {(run.namespace, k): v for k, v in run.nodes.items()}
-        report = reconcile_pods(last_seen, from_pods, TypeRegistry(from_pods), OPTIONS, nodes=nodes)
+        report = run_pass([Chunk(last_seen, nodes=nodes)], MetadataStore.over(from_pods), OPTIONS)
         assert report.errors == [] and report.pending_inputs == 0 and report.pending_outputs == 0
 
         assert snapshot(from_nodes) == snapshot(from_pods)

@@ -16,7 +16,7 @@ from store.capabilities import (
     probe_capabilities,
     probe_lineage_subgraph,
 )
-from store.connect import StoreUnavailableError, open_locked_store, open_store, parse_store_url
+from store.connect import StoreUnavailableError, open_store, parse_store_url
 from store.server import MetadataServer
 from tests.conftest import VersionedMlmd
 
@@ -75,7 +75,7 @@ def test_a_store_with_records_is_probed_the_same(versioned_mlmd: VersionedMlmd) 
 def test_embedded_stores_have_everything(sqlite_url: str, mysql_url: str) -> None:
     assert probe_capabilities(open_store(sqlite_url)) == ALL_CAPABILITIES
     assert probe_capabilities(open_store(mysql_url)) == ALL_CAPABILITIES
-    assert probe_capabilities(open_locked_store(sqlite_url)) == ALL_CAPABILITIES
+    assert probe_capabilities(open_store(sqlite_url)) == ALL_CAPABILITIES
 
 
 def test_summary_and_json() -> None:

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ml_metadata import errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from store.connect import (
     ACCEPTED_FORMS,
-    LockedStore,
     StoreConfigError,
     StoreError,
     StoreTarget,
     StoreUnavailableError,
     client_config,
     connection_config,
-    open_locked_store,
     open_store,
     parse_store_url,
 )
@@ -289,32 +285,3 @@ def test_grpc_call_timeout_is_applied(grpc_url: str) -> None:
     assert store._grpc_timeout_sec == 7.5
     _round_trip(store)
 
-
-# ---------------------------------------------------------------------------- locking
-
-
-def test_locked_store_serialises_threads(sqlite_url: str) -> None:
-    locked = open_locked_store(sqlite_url)
-    assert isinstance(locked, LockedStore)
-    type_id = locked.put_context_type(metadata_store_pb2.ContextType(name="KfpRun"))
-    failures: list[BaseException] = []
-
-    def work(worker: int) -> None:
-        try:
-            for i in range(25):
-                locked.put_contexts([metadata_store_pb2.Context(type_id=type_id, name=f"wf-{worker}-{i}")])
-                locked.get_contexts_by_type("KfpRun")
-        except BaseException as exc:  # collected and asserted below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
-    with locked.locked() as store:
-        assert len(store.get_contexts()) == 150
-    assert locked.store is not None
-    with pytest.raises(errors.AlreadyExistsError):
-        locked.put_contexts([metadata_store_pb2.Context(type_id=type_id, name="wf-0-0")])

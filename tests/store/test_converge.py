@@ -7,17 +7,18 @@ from typing import Any
 
 import pytest
 
-from controller.reconcile_pass import PassReport, reconcile_pods
+from controller.reconcile_pass import Chunk, run_pass
+from controller.report import PassReport
 from reconcile.options import ReconcileOptions
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 from tests.mlmd_snapshot import counts, snapshot
 from tests.podfactory import chain, pods_of
 from tests.upstream_writer import write_like_upstream
 
 
 def run(store: Any, pods: list[dict[str, Any]], **kw: Any) -> PassReport:
-    return reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions(), **kw)
+    return run_pass([Chunk(pods)], MetadataStore.over(store), ReconcileOptions(), **kw)
 
 
 def apply_patches(pods: list[dict[str, Any]], report: PassReport) -> None:

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from controller.reconcile_pass import reconcile_pods
+from controller.reconcile_pass import Chunk, run_pass
+from controller.report import PassReport
 from reconcile.options import ReconcileOptions
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 from tests.mlmd_snapshot import counts, snapshot
 from tests.podfactory import chain, pods_of
 from tests.store.test_converge import apply_patches
@@ -37,6 +38,10 @@ class CrashAfter:
         return getattr(self._store, name)
 
 
+def reconcile(pods: list[dict[str, Any]], store: Any) -> PassReport:
+    return run_pass([Chunk(pods)], MetadataStore.over(store), ReconcileOptions())
+
+
 def workload() -> list[dict[str, Any]]:
     pods = []
     for w in range(4):
@@ -46,7 +51,7 @@ def workload() -> list[dict[str, Any]]:
 
 def test_interrupted_after_any_transaction_then_rerun(sqlite_url: str, tmp_path: Any) -> None:
     reference = open_store(f"sqlite:///{tmp_path}/ref.sqlite")
-    reconcile_pods(workload(), reference, TypeRegistry(reference), ReconcileOptions())
+    reconcile(workload(), reference)
     expected = snapshot(reference)
     total = 4  # one transaction per workflow
     for n in range(1, total + 1):
@@ -54,9 +59,9 @@ def test_interrupted_after_any_transaction_then_rerun(sqlite_url: str, tmp_path:
         store = open_store(url)
         pods = workload()
         with pytest.raises(Crash):
-            reconcile_pods(pods, CrashAfter(store, n), TypeRegistry(store), ReconcileOptions())
+            reconcile(pods, CrashAfter(store, n))
         restarted = open_store(url)
-        report = reconcile_pods(pods, restarted, TypeRegistry(restarted), ReconcileOptions())
+        report = reconcile(pods, restarted)
         assert report.errors == []
         assert snapshot(restarted) == expected, f"crash after transaction {n}"
         assert counts(restarted) == {"contexts": 4, "executions": 12, "artifacts": 24}
@@ -68,9 +73,7 @@ def test_two_concurrent_writers_create_no_duplicates(mysql_url: str) -> None:
 
     def writer() -> None:
         store = open_store(mysql_url)
-        reports.append(
-            reconcile_pods([dict(p) for p in pods], store, TypeRegistry(store), ReconcileOptions())
-        )
+        reports.append(reconcile([dict(p) for p in pods], store))
 
     threads = [threading.Thread(target=writer) for _ in range(2)]
     for t in threads:
@@ -82,6 +85,6 @@ def test_two_concurrent_writers_create_no_duplicates(mysql_url: str) -> None:
     assert all(r.errors == [] for r in reports), [r.errors for r in reports]
     events = store.get_events_by_execution_ids([e.id for e in store.get_executions()])
     assert len(events) == 12 * 2 + 4 * 2  # two outputs per step, one input per non-first step
-    final = reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions())
+    final = reconcile(pods, store)
     apply_patches(pods, final)
-    assert sum(reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions()).actions.values()) == 0
+    assert sum(reconcile(pods, store).actions.values()) == 0

@@ -12,10 +12,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.reconcile_pass import PassReport, reconcile_pods
+from controller.reconcile_pass import Chunk, run_pass
+from controller.report import PassReport
 from reconcile.options import ReconcileOptions
 from store.connect import open_store
-from store.types import TypeRegistry
+from store.metadata import MetadataStore
 from tests.podfactory import Step, chain, pod
 from tests.store.test_converge import apply_patches
 from tests.upstream_writer import write_like_upstream
@@ -24,7 +25,7 @@ KFP = "pipelines.kubeflow.org/"
 
 
 def run(store: Any, pods: list[dict[str, Any]]) -> PassReport:
-    return reconcile_pods(pods, store, TypeRegistry(store), ReconcileOptions())
+    return run_pass([Chunk(pods)], MetadataStore.over(store), ReconcileOptions())
 
 
 @st.composite
