@@ -20,17 +20,11 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-EXIT_OK = 0
-EXIT_POD_ERRORS = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-EXIT_DRIFT = 4
+from controller.exits import EXIT_DRIFT, EXIT_OK, EXIT_POD_ERRORS, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+
+__all__ = ["EXIT_DRIFT", "EXIT_OK", "EXIT_POD_ERRORS", "EXIT_UNREACHABLE", "EXIT_USAGE", "UsageError", "main"]
 
 COMMANDS_GROUP = "kfp_metadata_reconciler.commands"
-
-
-class UsageError(Exception):
-    """A bad flag value or unreadable input file (exit 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -41,7 +41,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the demo as the flags say; its exit code (1 when the last pass had errors)."""
-    from controller.cli import EXIT_OK, EXIT_POD_ERRORS, UsageError
+    from controller.exits import EXIT_OK, EXIT_POD_ERRORS, UsageError
     from sandbox.demo import run_demo
 
     if args.runs < 1:
