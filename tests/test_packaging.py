@@ -1,6 +1,6 @@
 """The two distributions, built as pip builds them: the runtime carries no test rig.
 
-The runtime wheel (../pyproject.toml) holds controller/, reconcile/ and store/ only, and the
+The runtime wheel (../pyproject.toml) holds controller/, reconcile/, store/ and history/ only, and the
 sandbox wheel (sandbox/pyproject.toml) holds sandbox/ only and adds the `sandbox` command
 through the entry point group the CLI reads. Built from a copy of the tree, so the
 checkout gets no build/ or egg-info of a test's making.
@@ -73,7 +73,7 @@ def _entry_points(wheel: zipfile.ZipFile) -> ConfigParser:
 
 def test_the_runtime_wheel_carries_no_sandbox(wheels: dict[str, zipfile.ZipFile]) -> None:
     runtime = wheels["runtime"]
-    assert _top_folders(runtime) == {"controller", "reconcile", "store"}
+    assert _top_folders(runtime) == {"controller", "history", "reconcile", "store"}
     assert "controller/reconcile_pass.py" in runtime.namelist()
     assert not [n for n in runtime.namelist() if "sandbox" in n or n.startswith("bench/")]
     assert dict(_entry_points(runtime)["console_scripts"]) == {
