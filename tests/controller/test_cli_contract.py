@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ml_metadata.proto import metadata_store_pb2 as pb
 
 from sandbox import pipelines
 from sandbox.apiserver import ApiServer
@@ -417,6 +418,19 @@ def test_run_stops_at_start_on_a_store_of_another_schema_version(
     )
     one_error(run, 3, "schema version 7")
     assert time.monotonic() - started < 60
+
+
+def test_run_stops_at_start_on_a_damaged_schema(
+    cluster: Cluster, mysql_url: str, mariadb_server: MariaDB
+) -> None:
+    store = open_store(mysql_url)
+    type_id = store.put_context_type(pb.ContextType(name="KfpRun"))
+    store.put_contexts([pb.Context(type_id=type_id, name="precious")])
+    database = mysql_url.rsplit("/", 1)[1]
+    mariadb_server.execute(f"DELETE FROM `{database}`.MLMDEnv")
+    run = cli("run", "--kubeconfig", str(cluster.kubeconfig), "--mlmd", mysql_url, "--health-port", "0")
+    one_error(run, 3, "holds records", "no complete MLMD schema")
+    assert mariadb_server.execute(f"SELECT name FROM `{database}`.Context") == [("precious",)]
 
 
 def test_run_stops_at_start_on_a_refused_login(cluster: Cluster, mariadb_server: MariaDB) -> None:
