@@ -31,8 +31,6 @@ EXIT_UNREACHABLE = 3
 EXIT_DRIFT = 4
 
 COMMANDS_GROUP = "kfp_metadata_reconciler.commands"
-
-
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
