@@ -21,8 +21,8 @@ def run_controller(settings: Settings, *, ready_file: str | None = None) -> int:
     A configuration problem no retry can fix -- no store configured, an unusable
     kubeconfig, an MLMD database of another schema version or with a damaged schema, a
     refused MySQL login -- raises before anything starts (see `check_store_at_start`);
-    an MLMD or API server that is only unreachable is retried with backoff while the
-    process runs.
+    an MLMD or API server that does not answer (or a TLS CA that does not fit, which a
+    mounted Secret may still fix) is retried with backoff while the process runs.
     """
     from controller.health import HealthServer, Readiness
     from controller.kube import KubeClient, api_client_from
@@ -103,14 +103,17 @@ def run_controller(settings: Settings, *, ready_file: str | None = None) -> int:
 def check_store_at_start(settings: Settings, timeout_s: float = 10.0) -> None:
     """Open MLMD once before starting: a problem no retry can fix ends the program now.
 
-    A database of another schema version or with a damaged schema, a MySQL login that is
-    refused, and a bad option (StoreConfigError) are raised: the process gets its settings
-    and secrets only when it starts, so retrying in it would repeat the same answer until
-    someone restarts it anyway. An MLMD that does not answer is logged and left to the
-    passes, which retry with backoff (an MLMD that starts after the controller is normal).
+    A database of another schema version or with a damaged schema, and a MySQL login that
+    is refused, are raised: the process reads its settings and secrets (env) only when it
+    starts, so retrying in it would repeat the same answer until someone restarts it
+    anyway. Anything else is left to the passes, which retry with backoff and say why in
+    each `pass failed` line and /readyz: an MLMD that does not answer yet (one that starts
+    after the controller is normal), and a TLS CA file that does not fit or hold a
+    certificate (a mounted Secret is updated in place, so that one can heal).
     """
     from store.connect import open_store
     from store.errors import (
+        StoreConfigError,
         StoreLoginRefusedError,
         StoreSchemaDamagedError,
         StoreSchemaMismatchError,
@@ -126,5 +129,6 @@ def check_store_at_start(settings: Settings, timeout_s: float = 10.0) -> None:
         )
     except (StoreSchemaMismatchError, StoreSchemaDamagedError, StoreLoginRefusedError):
         raise
-    except StoreUnavailableError as exc:
-        log.warning("MLMD cannot be reached yet; the passes will retry", extra={"error": str(exc)})
+    except (StoreUnavailableError, StoreConfigError) as exc:
+        # INFO: every failed pass after this logs the reason at WARNING anyway.
+        log.info("MLMD cannot be reached yet; the passes will retry", extra={"error": str(exc)})
