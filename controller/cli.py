@@ -1,8 +1,12 @@
 """The `kfp-metadata-reconciler` command line.
 
 Exit codes (docs/cli.md): 0 converged (verify: no drift); 1 some pods failed
-(listed); 2 usage or configuration error (also: the API server refused a
-request, e.g. RBAC); 3 could not reach Kubernetes or MLMD; 4 verify found drift.
+(listed); 2 usage or configuration error (also: no MLMD store configured, a
+kubeconfig that cannot be used, the API server refusing a request, e.g. RBAC);
+3 could not reach or open Kubernetes or MLMD (also: a store that does not exist
+for a read-only command, a refused login, a database of another schema version);
+4 verify found drift. Every fatal error is one `error:` line on stderr, with
+credentials masked; an unknown or bad flag is reported by its command's parser.
 
 Other installed distributions add commands through the entry point group
 COMMANDS_GROUP: each entry names a function that adds its subparser and sets its
@@ -13,18 +17,67 @@ imports none of them.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from controller.exits import EXIT_DRIFT, EXIT_OK, EXIT_POD_ERRORS, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_DRIFT", "EXIT_OK", "EXIT_POD_ERRORS", "EXIT_UNREACHABLE", "EXIT_USAGE", "UsageError", "main"]
 
 COMMANDS_GROUP = "kfp_metadata_reconciler.commands"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def version_text() -> str:
+    """What `--version` prints: this package's version, ml-metadata's and Python's."""
+    from controller.metrics import build_labels
+
+    versions = build_labels()
+    return (
+        f"kfp-metadata-reconciler {versions['version']} "
+        f"(ml-metadata {versions['ml_metadata']}, Python {versions['python']})"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: print the versions and exit 0 (read when asked, not at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def bind_address(text: str) -> tuple[str, int]:
+    """controller-runtime's bind address (`:8080`, `host:8080`, `[::1]:8080`) as (host, port).
+
+    An empty host means every interface. controller-runtime's `0` (switch metrics off) is
+    refused: /metrics shares its address with /healthz and /readyz here.
+    """
+    if text.strip() == "0":
+        raise argparse.ArgumentTypeError(
+            "'0' would switch /metrics off, but /metrics shares its address with /healthz and /readyz"
+        )
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address: use :PORT or HOST:PORT")
+    host = host.removeprefix("[").removesuffix("]")
+    return host or "0.0.0.0", int(port)
+
+
+def _bool_value(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         "metadata-writer's names); see docs/configuration.md. Exit codes: 0 converged (verify: no drift), "
         "1 some pods failed, 2 usage/config error, 3 Kubernetes or MLMD unreachable, 4 verify found drift.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the versions and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rec = sub.add_parser(
         "reconcile",
@@ -62,22 +116,49 @@ def _parser() -> argparse.ArgumentParser:
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
-    run.add_argument("--mlmd", metavar="URL", help="MLMD store URL")
+    _kube_flags(run)
+    _store_flag(run)
     run.add_argument(
         "--namespace",
+        "-n",
         action="append",
         dest="namespaces",
         metavar="NS",
-        help="namespace to reconcile (repeatable)",
+        help="namespace to reconcile (repeatable; default: the namespaces setting, else all)",
     )
     run.add_argument("--resync-interval", type=float, metavar="SECONDS", help="seconds between full passes")
     run.add_argument("--health-port", type=int, metavar="PORT", help="port of /healthz, /readyz, /metrics")
+    for flag in ("--metrics-bind-address", "--health-probe-bind-address"):
+        run.add_argument(
+            flag,
+            type=bind_address,
+            dest=flag.removeprefix("--").replace("-", "_"),
+            metavar="[HOST]:PORT",
+            help="controller-runtime's name: the address of /metrics, /healthz and /readyz (one server)",
+        )
     run.add_argument("--no-watch", action="store_true", help="only periodic full passes")
-    run.add_argument("--no-leader-election", action="store_true", help="run passes without holding the Lease")
+    run.add_argument(
+        "--no-leader-election",
+        action="store_const",
+        const=False,
+        dest="leader_election",
+        help="run passes without holding the Lease",
+    )
+    run.add_argument(
+        "--leader-elect",
+        nargs="?",
+        const=True,
+        type=_bool_value,
+        dest="leader_election",
+        metavar="BOOL",
+        help="controller-runtime's name: --leader-elect=false is --no-leader-election (default: true)",
+    )
     run.add_argument("--ready-file", metavar="FILE", help="write the bound health port to FILE once serving")
+    _log_flag(run)
     run.set_defaults(handler=_run)
     _installed_commands(sub)
+    for command in sub.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -111,9 +192,37 @@ def _scope_flags(command: argparse.ArgumentParser) -> None:
         help="a saved List (kubectl get pods,workflows,workflowtaskresults -A -o json) instead of the "
         "cluster; label changes are then printed, not applied",
     )
-    command.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
-    command.add_argument("--mlmd", metavar="URL", help="MLMD store URL (overrides KFPMR_MLMD_URL)")
-    command.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    _kube_flags(command)
+    _store_flag(command)
+    command.add_argument(
+        "--output", "-o", choices=("text", "json"), default="text", help="report format (default: text)"
+    )
+    _log_flag(command)
+
+
+def _kube_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
+    )
+    command.add_argument("--context", metavar="NAME", help="kubeconfig context (default: its current one)")
+
+
+def _store_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--mlmd",
+        metavar="URL",
+        help="MLMD store URL (overrides KFPMR_MLMD_URL and METADATA_GRPC_SERVICE_HOST/_PORT); "
+        "one of them is required",
+    )
+
+
+def _log_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level (overrides KFPMR_LOG_LEVEL; default: info for run, warning otherwise)",
+    )
 
 
 def settings_help() -> str:
@@ -134,28 +243,39 @@ def _run(args: argparse.Namespace) -> int:
     from controller.run import run_controller
     from controller.settings import load_settings
 
+    address = _one_address(args)
     overrides = {
         "kubeconfig": args.kubeconfig,
+        "kube_context": args.context,
         "mlmd_url": args.mlmd,
         "namespaces": args.namespaces,
         "resync_interval_s": args.resync_interval,
-        "health_port": args.health_port,
+        "health_host": address[0] if address else None,
+        "health_port": address[1] if address else args.health_port,
         "watch_enabled": False if args.no_watch else None,
-        "leader_election": False if args.no_leader_election else None,
+        "leader_election": args.leader_election,
+        "log_level": args.log_level,
     }
     return run_controller(load_settings(**overrides), ready_file=args.ready_file)
 
 
+def _one_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """The address the bind-address flags agree on (one server serves metrics and probes)."""
+    given = {a for a in (args.metrics_bind_address, args.health_probe_bind_address) if a is not None}
+    if len(given) > 1:
+        raise UsageError(
+            "--metrics-bind-address and --health-probe-bind-address differ, but /metrics, /healthz "
+            "and /readyz are served on one address: give one of them, or the same value"
+        )
+    address = next(iter(given), None)
+    if address is not None and args.health_port is not None and args.health_port != address[1]:
+        raise UsageError("--health-port differs from the port of the bind-address flag: give one of them")
+    return address
+
+
 def _manual(args: argparse.Namespace, *, verify: bool) -> int:
-    from controller.manual import counted_drift, run_manual
-    from controller.report_view import (
-        print_drift,
-        print_plan,
-        print_pod_patches,
-        print_summary,
-        progress_bar,
-        summary,
-    )
+    from controller.manual import run_manual
+    from controller.report_view import progress_bar
     from controller.settings import load_settings
     from controller.sources import Scope, ScopeError, read_cluster, read_file
     from store.connect import open_store
@@ -163,10 +283,23 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     from store.metadata import MetadataStore
 
     dry_run = verify or args.dry_run
-    settings = load_settings(mlmd_url=args.mlmd, kubeconfig=args.kubeconfig)
+    settings = load_settings(
+        mlmd_url=args.mlmd, kubeconfig=args.kubeconfig, kube_context=args.context, log_level=args.log_level
+    )
+    _setup_logging(settings, default_level="WARNING")
     options = settings.reconcile_options()
     namespaces = None if args.all_namespaces else args.namespaces or settings.namespaces or None
     scope = Scope(namespaces, args.workflows or [])
+    # The store first: a missing or unreachable one ends the command before a long read.
+    # A dry run and verify open it read-only, so they never create a file, database or schema.
+    store = MetadataStore.over(
+        open_store(
+            settings.store_url(),
+            read_only=dry_run,
+            ca_cert_path=settings.mlmd_ca_cert_path,
+            max_receive_message_length=settings.mlmd_max_receive_message_length,
+        )
+    )
     kube = None
     try:
         if args.from_file:
@@ -174,17 +307,10 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
         else:
             from controller.kube import KubeClient, api_client_from
 
-            kube = KubeClient(api_client_from(settings.kubeconfig))
+            kube = KubeClient(api_client_from(settings.kubeconfig, settings.kube_context))
             found = read_cluster(kube, scope, options)
     except ScopeError as exc:
         raise UsageError(str(exc)) from None
-    store = MetadataStore.over(
-        open_store(
-            settings.store_url(),
-            ca_cert_path=settings.mlmd_ca_cert_path,
-            max_receive_message_length=settings.mlmd_max_receive_message_length,
-        )
-    )
     text = args.output == "text"
     terminal = text and sys.stdout.isatty()
     try:
@@ -200,10 +326,18 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
                 progress=progress,
             )
     except StoreUnavailable as exc:
-        print(f"error: MLMD became unreachable during the pass: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(_error_line(f"MLMD became unreachable during the pass: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE
-    if not text:
-        print(json.dumps(summary(outcome, dry_run=dry_run, verify=verify), indent=2, sort_keys=True))
+    return _show(outcome, args.output, dry_run=dry_run, verify=verify, terminal=terminal)
+
+
+def _show(outcome: Any, output: str, *, dry_run: bool, verify: bool, terminal: bool) -> int:
+    """Print the outcome of `reconcile` or `verify` as asked; returns the exit code."""
+    from controller.manual import counted_drift
+    from controller.report_view import print_drift, print_json, print_plan, print_pod_patches, print_summary
+
+    if output == "json":
+        print_json(outcome, sys.stdout, dry_run=dry_run, verify=verify)
     else:
         if verify:
             print_drift(outcome.drift, sys.stdout)
@@ -217,27 +351,62 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     return EXIT_POD_ERRORS if outcome.report.errors else EXIT_OK
 
 
+def _setup_logging(settings: Any, *, default_level: str) -> None:
+    """Log lines on stderr: `--log-level`, else the log_level setting if set, else `default_level`."""
+    from controller.logs import setup_logging
+
+    level = settings.log_level if "log_level" in settings.model_fields_set else default_level
+    setup_logging(settings.log_json, level)
+
+
+def _error_line(problem: object) -> str:
+    """`error: <problem>`, credentials masked and unprintable characters escaped.
+
+    A problem of several lines (settings: one per bad value) gives one `error:` line each.
+    """
+    from reconcile.redact import redact
+    from reconcile.values import printable
+
+    text = str(problem) or type(problem).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [text]
+    return "\n".join("error: " + printable(redact(line)) for line in lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     from controller.kube import KubeApiError, KubeConfigError, KubeUnavailableError
     from controller.settings import SettingsError
     from store.errors import StoreConfigError, StoreUnavailableError
 
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     # gRPC's C core logs connection teardown at INFO on stderr; keep stderr for our errors.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         return int(args.handler(args))
     except (UsageError, SettingsError, StoreConfigError, KubeConfigError, KubeApiError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error_line(exc), file=sys.stderr)
         return EXIT_USAGE
     except (StoreUnavailableError, KubeUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error_line(exc), file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line; a flag no parser knows is reported by its command's parser (exit 2)."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse would have the top-level parser report them, with the top-level usage.
+        command: argparse.ArgumentParser = args.command_parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 if __name__ == "__main__":
+    # `python -m controller.cli` runs this file as __main__, a second copy of the module; the
+    # errors main() catches all live in other modules (UsageError in controller/exits.py), so
+    # the commands other distributions add raise the very classes it catches.
     sys.exit(main())

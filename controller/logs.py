@@ -35,6 +35,9 @@ from reconcile.values import printable
 
 # Libraries whose INFO/DEBUG output drowns ours, and the least severe level we let through.
 NOISY_LOGGERS = {"absl": logging.ERROR, "kubernetes": logging.WARNING, "urllib3": logging.WARNING}
+# APScheduler logs every job it adds and runs at INFO (two thirds of a quiet run's lines):
+# shown only when DEBUG is asked for.
+SCHEDULER_LOGGER = "apscheduler"
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()) | {
@@ -161,3 +164,6 @@ def setup_logging(json_logs: bool | None, level: str | int = "INFO", stream: Tex
     for name, floor in NOISY_LOGGERS.items():
         lib = logging.getLogger(name)
         lib.setLevel(max(floor, lib.level))
+    # Set, not raised: a later call asking for DEBUG lets the scheduler's lines through again.
+    scheduler_level = logging.NOTSET if root_level <= logging.DEBUG else logging.WARNING
+    logging.getLogger(SCHEDULER_LOGGER).setLevel(scheduler_level)

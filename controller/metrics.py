@@ -36,6 +36,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from reconcile.redact import redact
+
 PREFIX = "kfp_metadata_reconciler"
 
 TRIGGERS = ("resync", "watch", "manual")
@@ -210,10 +212,10 @@ class Metrics:
         self.pods_unchanged_total.inc(max(0, int(report.pods_unchanged)))
         for reason, n in _counts(report.pods_skipped).items():
             if n > 0:
-                self.pods_skipped_total.labels(reason=str(reason)).inc(n)
+                self.pods_skipped_total.labels(reason=_label(reason)).inc(n)
         for kind, n in _counts(report.actions).items():
             if n > 0:
-                self.actions_total.labels(kind=str(kind)).inc(n)
+                self.actions_total.labels(kind=_label(kind)).inc(n)
         for problem in report.errors:
             self.error(str(getattr(problem, "reason", "unknown")))
         if report.patch_count:
@@ -224,11 +226,11 @@ class Metrics:
     def error(self, reason: str, n: int = 1) -> None:
         """Count ``n`` errors of ``reason`` in ``reconcile_errors_total``."""
         if n > 0:
-            self.reconcile_errors_total.labels(reason=reason).inc(n)
+            self.reconcile_errors_total.labels(reason=_label(reason)).inc(n)
 
     def watch_restarted(self, reason: str) -> None:
         """Count one restart of the pod watch."""
-        self.watch_restarts_total.labels(reason=reason).inc()
+        self.watch_restarts_total.labels(reason=_label(reason)).inc()
 
     def set_leader(self, leader: bool) -> None:
         """Set ``is_leader`` to 1 or 0."""
@@ -238,6 +240,11 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition (format 0.0.4) of every metric; Content-Type is :data:`CONTENT_TYPE`."""
         return generate_latest(self.registry)
+
+
+def _label(value: object) -> str:
+    """A label value as exposed: credentials masked (labels are scraped and stored elsewhere)."""
+    return redact(str(value))
 
 
 def _counts(value: Any) -> Mapping[str, int]:

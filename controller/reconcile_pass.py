@@ -19,8 +19,8 @@ store's lifecycle stay with its callers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.gc_pause import paused_gc
@@ -30,7 +30,7 @@ from reconcile.classify import Disposition, classify
 from reconcile.desired import desired_step
 from reconcile.errors import PodError, Reason
 from reconcile.options import ReconcileOptions
-from reconcile.plan import ActualState, WorkflowPlan, plan_workflows
+from reconcile.plan import ActualState, StepPlan, WorkflowPlan, plan_workflows
 from reconcile.pod_metadata import AppliedIds, current_pod_metadata, desired_pod_metadata, pod_patch
 from reconcile.records import DesiredStep
 from store.apply import ApplyResult
@@ -156,7 +156,7 @@ def desired_steps(
     `taskresults` and `nodes` map (namespace, node id) to the step's
     WorkflowTaskResult and Workflow `status.nodes` entry, where known.
     """
-    steps: dict[str, _Step] = {}
+    claims: dict[str, list[_Step]] = {}
     pods = list(pods)
     for raw in pods:
         report.pods_seen += 1
@@ -189,10 +189,37 @@ def desired_steps(
         except PodError as exc:
             report.errors.append(PodProblem(pod.namespace, pod.name, exc.reason, exc.message))
             continue
-        for warning in desired.warnings:
-            report.warnings.append(PodProblem(pod.namespace, pod.name, "warning", warning))
-        steps[desired.execution.key] = _Step(pod, disposition, desired)
-    return list(steps.values())
+        claims.setdefault(desired.execution.key, []).append(_Step(pod, disposition, desired))
+    steps = []
+    for claimants in claims.values():
+        step = _one_claimant(claimants, report)
+        if step is not None:
+            assert step.pod is not None
+            for warning in step.desired.warnings:
+                report.warnings.append(PodProblem(step.pod.namespace, step.pod.name, "warning", warning))
+            steps.append(step)
+    return steps
+
+
+def _one_claimant(claimants: list[_Step], report: PassReport) -> _Step | None:
+    """The step of the one pod that claims its key; None, and an error per pod, when several do.
+
+    Argo runs one pod per node, so two pods naming one node of one workflow cannot both
+    be right, and the pass cannot tell which is: neither is recorded, both are named.
+    The same pod listed twice (a dump joined from two) is one pod.
+    """
+    pods = {(s.pod.namespace, s.pod.name): s for s in reversed(claimants) if s.pod is not None}
+    if len(pods) == 1:
+        return next(iter(pods.values()))
+    ref = claimants[0].desired.ref
+    names = ", ".join(sorted(name for _, name in pods))
+    message = (
+        f"pods {names} all claim node {ref.node_id} of workflow {ref.workflow_name}; "
+        "Argo runs one pod per node, so none of them is recorded"
+    )
+    for namespace, name in sorted(pods):
+        report.errors.append(PodProblem(namespace, name, Reason.DUPLICATE_STEP, message))
+    return None
 
 
 def with_podless(steps: list[_Step], chunk: Chunk) -> dict[str, _Step]:
@@ -244,7 +271,37 @@ def _apply(
     if result.failed:
         failed = {key: steps[key] for key in result.failed}
         written += _retry_one_by_one(failed, store, report, applied, result.failed)
-    return written, applied
+    # An input whose producer failed was not linked (store/apply.py leaves it for a later
+    # pass): it is pending, not written, so that `actions` counts only what was written.
+    return [_as_written(plan, applied) for plan in written], applied
+
+
+def _as_written(plan: WorkflowPlan, applied: Mapping[str, AppliedIds]) -> WorkflowPlan:
+    """`plan` as it was written: each step's inputs that got no artifact id become pending."""
+    steps = tuple(
+        without_unresolved_inputs(p, applied[p.step.execution.key].artifact_ids) for p in plan.steps
+    )
+    return replace(plan, steps=steps)
+
+
+def without_unresolved_inputs(plan: StepPlan, resolved: Collection[str]) -> StepPlan:
+    """`plan` with its links to artifacts this pass was to create, but did not, moved to pending.
+
+    `resolved` holds the keys of the artifacts that were created (a producer that failed
+    created none); a link to a stored artifact (by id) is always kept.
+    """
+    unresolved = [
+        link for link in plan.inputs if link.artifact_id is None and link.artifact_key not in resolved
+    ]
+    if not unresolved:
+        return plan
+    names = {link.name for link in unresolved}
+    waiting = tuple(want for want in plan.step.inputs if want.name in names)
+    return replace(
+        plan,
+        inputs=tuple(link for link in plan.inputs if link not in unresolved),
+        pending_inputs=plan.pending_inputs + waiting,
+    )
 
 
 def _apply_with_progress(
@@ -286,7 +343,14 @@ def _retry_one_by_one(
         done: set[str] = set()
         for step_plan in plan.steps:
             key = step_plan.step.execution.key
-            result = store.apply([plan.only({key})], created_ids)
+            # Producers come first: one that failed created nothing for this step to link to.
+            step_plan = without_unresolved_inputs(step_plan, created_ids)
+            if not step_plan.writes_mlmd and plan.context_write is None:
+                # Nothing left to write (its inputs wait for their producer): no transaction.
+                applied[key] = AppliedIds(plan.context_id, step_plan.execution_id, {})
+                done.add(key)
+                continue
+            result = store.apply([replace(plan, steps=(step_plan,))], created_ids)
             report.transactions += result.transactions
             error = result.failed.get(key)
             if error is None:

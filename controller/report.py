@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile.plan import WorkflowPlan
+from reconcile.redact import redact
 
 # progress(phase, done, total): phase "pods" while pods are read, "apply" while steps are written.
 Progress = Callable[[str, int, int], None]
@@ -21,6 +22,12 @@ class PodProblem:
     pod: str
     reason: str
     message: str
+
+    def __post_init__(self) -> None:
+        # Every log line, Event, metric and report that names the problem reads these
+        # fields: mask any credential here, once (a URL in an annotation may carry one).
+        for name in ("namespace", "pod", "reason", "message"):
+            object.__setattr__(self, name, redact(str(getattr(self, name))))
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.pod}: {self.reason}: {self.message}"

@@ -1,4 +1,9 @@
-"""How `reconcile` and `verify` show their outcome: plain lines, a table on a terminal, or JSON."""
+"""How `reconcile` and `verify` show their outcome: plain lines, a table on a terminal, or JSON.
+
+Whatever they print went through `reconcile.redact.redact` (an artifact URI or an error
+message may carry a credential) and, as text, `reconcile.values.printable` (a name from a
+hostile pod may hold a lone surrogate, which no terminal encoding can write).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,16 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from controller.drift import Drift, grouped
+from controller.logs import redacted_value
 from controller.manual import ManualOutcome, counted_drift
 from controller.report import Progress
+from reconcile.redact import redact
+from reconcile.values import printable
+
+
+def _line(text: str, out: TextIO) -> None:
+    """Print one line of the report: credentials masked, unprintable characters escaped."""
+    print(printable(redact(text)), file=out)
 
 
 def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str, Any]:
@@ -29,30 +42,37 @@ def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str,
     return data
 
 
+def print_json(outcome: ManualOutcome, out: TextIO, *, dry_run: bool, verify: bool) -> None:
+    """The JSON object on one `--output json` document (credentials masked)."""
+    data = redacted_value(summary(outcome, dry_run=dry_run, verify=verify))
+    # ASCII escapes: a lone surrogate from a hostile pod stays valid JSON text.
+    print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True), file=out)
+
+
 def print_plan(outcome: ManualOutcome, out: TextIO) -> None:
     """Every MLMD write and every label change a dry run would make."""
     for plan in outcome.report.plans:
         for kind, detail in plan.actions():
-            print(f"  {kind:<18} {detail}", file=out)
+            _line(f"  {kind:<18} {detail}", out)
     print_pod_patches(outcome, out)
 
 
 def print_pod_patches(outcome: ManualOutcome, out: TextIO) -> None:
     """Every label and annotation change, one pod a line (offline they cannot be applied)."""
     for patch in outcome.report.pod_patches:
-        print(
+        _line(
             f"  {'pod.patch':<18} {patch.namespace}/{patch.pod} "
             f"{json.dumps(patch.patch['metadata'], sort_keys=True)}",
-            file=out,
+            out,
         )
 
 
 def print_drift(drift: list[Drift], out: TextIO) -> None:
     """The drift grouped by kind, one item a line under each kind's heading."""
     for kind, items in grouped(drift).items():
-        print(f"{kind} ({len(items)}):", file=out)
+        _line(f"{kind} ({len(items)}):", out)
         for item in items:
-            print(f"  {item.subject}: {item.detail}", file=out)
+            _line(f"  {item.subject}: {item.detail}", out)
 
 
 def _rows(data: dict[str, Any], outcome: ManualOutcome, verify: bool) -> list[tuple[str, str]]:
@@ -110,9 +130,9 @@ def print_summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool, out: T
         for name, value in rows:
             print(f"{name}: {value}", file=out)
     for warning in outcome.report.warnings:
-        print(f"warning: {warning.namespace}/{warning.pod}: {warning.message}", file=out)
+        _line(f"warning: {warning.namespace}/{warning.pod}: {warning.message}", out)
     for problem in outcome.report.errors:
-        print(f"error: {problem}", file=out)
+        _line(f"error: {problem}", out)
 
 
 @contextmanager

@@ -16,7 +16,14 @@ log = logging.getLogger("kfp_metadata_reconciler")
 
 
 def run_controller(settings: Settings, *, ready_file: str | None = None) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code."""
+    """Run until SIGTERM/SIGINT; returns the exit code.
+
+    A configuration problem no retry can fix -- no store configured, an unusable
+    kubeconfig, an MLMD database of another schema version or with a damaged schema, a
+    refused MySQL login -- raises before anything starts (see `check_store_at_start`);
+    an MLMD or API server that does not answer (or a TLS CA that does not fit, which a
+    mounted Secret may still fix) is retried with backoff while the process runs.
+    """
     from controller.health import HealthServer, Readiness
     from controller.kube import KubeClient, api_client_from
     from controller.leader import LeaderElector
@@ -25,7 +32,9 @@ def run_controller(settings: Settings, *, ready_file: str | None = None) -> int:
     from controller.metrics import Metrics
 
     setup_logging(settings.log_json, settings.log_level)
-    api_client = api_client_from(settings.kubeconfig)
+    store_url = settings.store_url()
+    api_client = api_client_from(settings.kubeconfig, settings.kube_context)
+    check_store_at_start(settings)
     kube = KubeClient(api_client, event_interval_s=settings.event_interval_s)
     metrics = Metrics()
     readiness = Readiness()
@@ -71,7 +80,7 @@ def run_controller(settings: Settings, *, ready_file: str | None = None) -> int:
     log.info(
         "controller started",
         extra={
-            "mlmd": settings.store_url(),
+            "mlmd": store_url,  # the log formatters mask its password
             "namespaces": settings.namespaces or "all",
             "health_port": health.port,
             "leader_election": settings.leader_election,
@@ -89,3 +98,37 @@ def run_controller(settings: Settings, *, ready_file: str | None = None) -> int:
     health.stop()
     log.info("stopped")
     return 0
+
+
+def check_store_at_start(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Open MLMD once before starting: a problem no retry can fix ends the program now.
+
+    A database of another schema version or with a damaged schema, and a MySQL login that
+    is refused, are raised: the process reads its settings and secrets (env) only when it
+    starts, so retrying in it would repeat the same answer until someone restarts it
+    anyway. Anything else is left to the passes, which retry with backoff and say why in
+    each `pass failed` line and /readyz: an MLMD that does not answer yet (one that starts
+    after the controller is normal), and a TLS CA file that does not fit or hold a
+    certificate (a mounted Secret is updated in place, so that one can heal).
+    """
+    from store.connect import open_store
+    from store.errors import (
+        StoreConfigError,
+        StoreLoginRefusedError,
+        StoreSchemaDamagedError,
+        StoreSchemaMismatchError,
+        StoreUnavailableError,
+    )
+
+    try:
+        open_store(
+            settings.store_url(),
+            ca_cert_path=settings.mlmd_ca_cert_path,
+            max_receive_message_length=settings.mlmd_max_receive_message_length,
+            timeout_s=timeout_s,
+        )
+    except (StoreSchemaMismatchError, StoreSchemaDamagedError, StoreLoginRefusedError):
+        raise
+    except (StoreUnavailableError, StoreConfigError) as exc:
+        # INFO: every failed pass after this logs the reason at WARNING anyway.
+        log.info("MLMD cannot be reached yet; the passes will retry", extra={"error": str(exc)})

@@ -18,7 +18,10 @@ from reconcile.options import ReconcileOptions
 from reconcile.uris import ArtifactRepository
 from store.connect import StoreConfigError, parse_store_url
 
-DEFAULT_MLMD_URL = "sqlite:///kfp-metadata.sqlite"
+NO_STORE = (
+    "no MLMD store configured: give --mlmd URL, or set KFPMR_MLMD_URL, or the MLMD gRPC service's "
+    "host (KFPMR_MLMD_GRPC_HOST or METADATA_GRPC_SERVICE_HOST); see docs/configuration.md"
+)
 
 
 class SettingsError(Exception):
@@ -34,7 +37,7 @@ class Settings(BaseSettings):
         default=None,
         description="MLMD store URL: sqlite:///path, mysql://user:pass@host:port/db, "
         "grpc://host:port or grpcs://host:port. Default: grpc(s)://<mlmd_grpc_host>:<mlmd_grpc_port> "
-        f"if a host is set, else {DEFAULT_MLMD_URL}.",
+        "if a host is set; one of the two is required (there is no default store).",
     )
     mlmd_grpc_host: str | None = Field(
         default=None,
@@ -97,6 +100,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KFPMR_KUBECONFIG", "KUBECONFIG"),
         description="Kubeconfig file; default: in-cluster config, else ~/.kube/config.",
     )
+    kube_context: str | None = Field(
+        default=None, description="Kubeconfig context; default: the kubeconfig's current context."
+    )
     resync_interval_s: float = Field(
         default=300.0, ge=1.0, description="Seconds between full passes (the correctness backstop)."
     )
@@ -143,7 +149,12 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(
         default=None, description="JSON log lines; default: JSON unless on a terminal."
     )
-    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+    log_level: str = Field(
+        default="INFO",
+        pattern="^(DEBUG|INFO|WARNING|ERROR)$",
+        description="Log level (any case). Default INFO for `run`; the other commands log WARNING and "
+        "above unless this is set. APScheduler's own lines show only at DEBUG.",
+    )
     event_interval_s: float = Field(
         default=600.0, ge=0, description="At most one Kubernetes Event per pod and reason in this time."
     )
@@ -167,6 +178,11 @@ class Settings(BaseSettings):
             return value.rsplit(":", 1)[-1]
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: Any) -> Any:
@@ -185,13 +201,17 @@ class Settings(BaseSettings):
         return value
 
     def store_url(self) -> str:
-        """The MLMD URL in force: explicit, else the upstream gRPC names, else embedded SQLite."""
+        """The MLMD URL in force: explicit, else from the upstream gRPC names.
+
+        Raises SettingsError when neither names a store: a silent default file would
+        be a store nobody reads.
+        """
         if self.mlmd_url:
             return self.mlmd_url
         if self.mlmd_grpc_host:
             scheme = "grpcs" if self.mlmd_tls_enabled else "grpc"
             return f"{scheme}://{self.mlmd_grpc_host}:{self.mlmd_grpc_port}"
-        return DEFAULT_MLMD_URL
+        raise SettingsError(NO_STORE)
 
     def reconcile_options(self) -> ReconcileOptions:
         """The pure layer's options."""

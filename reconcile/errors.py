@@ -19,6 +19,8 @@ class Reason(StrEnum):
     VALUE_TOO_LARGE = "value_too_large"
     # A string, name or number MLMD or its SQL backends cannot hold unchanged (docs/values.md).
     INVALID_VALUE = "invalid_value"
+    # Several pods claim one step (node) of one workflow: none of them is recorded.
+    DUPLICATE_STEP = "duplicate_step"
     MLMD_CONFLICT = "mlmd_conflict"
     MLMD_WRITE = "mlmd_write"
 

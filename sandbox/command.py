@@ -24,7 +24,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     box.add_argument(
         "--argo", choices=("3.1", "3.3", "3.5", "3.6"), default="3.5", help="Argo version to act as"
     )
-    box.add_argument("--workdir", default=".sandbox", help="where the kubeconfig and MLMD file go")
+    box.add_argument(
+        "--workdir", default=".sandbox", help="where the kubeconfig, MLMD file and cluster dump go"
+    )
     box.add_argument(
         "--pipelines",
         metavar="DIR",
@@ -35,6 +37,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--mlmd",
         metavar="URL",
         help="use this MLMD store instead of starting the project's gRPC server over <workdir>/mlmd.sqlite",
+    )
+    box.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the runs, keep the emulated cluster, MLMD and the controller up until Ctrl-C, and "
+        "print kubectl, verify and reconcile --dry-run commands that work against them",
     )
     box.set_defaults(handler=run_command)
 
@@ -54,6 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
             pipelines_dir=args.pipelines,
             seed=args.seed,
             mlmd_url=args.mlmd,
+            keep=args.keep,
         )
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None

@@ -5,21 +5,31 @@ the Argo/KFP v1 simulator and the controller itself (watch + resync, real
 `kubernetes` client over HTTP); runs the project's own compiled KFP v1
 pipelines (`sandbox.pipelines`) paced like a cluster while the controller
 records them, then checks that a last pass has nothing left to do.
+
+Every run leaves, beside its MLMD file, a dump of the cluster as `kubectl get
+pods,workflows,workflowtaskresults -A -o json` prints it (`cluster.json`) and the
+`verify --from-file` line to try on it. With `keep`, the emulated cluster, MLMD and
+the controller stay up until Ctrl-C (or SIGTERM), and the commands printed work
+against them: kubectl, `verify`, `reconcile --dry-run`.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shlex
+import signal
 import sys
+import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from reconcile.redact import redact
 from sandbox import pipelines
 
 # The first runs, in order: artifact passing, loops, volumes, exit handlers, raw ContainerOps,
@@ -52,6 +62,7 @@ class DemoResult:
     patches: int
     errors: list[str]
     mlmd_counts: dict[str, int]
+    dump: Path | None = None  # cluster.json: what `kubectl get pods,workflows,workflowtaskresults` shows
 
 
 def demo_workflows(folder: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -96,6 +107,34 @@ def list_pods_raw(core: Any) -> list[dict[str, Any]]:
             return pods
 
 
+DUMP_RESOURCES = ("pods", "workflows", "workflowtaskresults")
+COMMAND = "kfp-metadata-reconciler"
+
+
+def write_cluster_dump(store: Any, path: Path) -> Path:
+    """The emulated cluster's pods, Workflows and WorkflowTaskResults as one `List`.
+
+    The shape `kubectl get pods,workflows,workflowtaskresults -A -o json` prints, and
+    `verify --from-file` / `reconcile --from-file` read.
+    """
+    items = [obj for resource in DUMP_RESOURCES for obj in store.list(resource)]
+    document = {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+    path.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    return path
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM; the handlers before it are restored after."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_demo(
     runs: int = 5,
     *,
@@ -104,6 +143,7 @@ def run_demo(
     pipelines_dir: str | None = None,
     seed: int = 0,
     mlmd_url: str | None = None,
+    keep: bool = False,
     out: Any = sys.stdout,
 ) -> DemoResult:
     """Run `runs` workflows to completion and reconcile MLMD with them.
@@ -111,7 +151,8 @@ def run_demo(
     The workflows are the project's own pipelines, or those compiled into
     `pipelines_dir` (see `demo_workflows`). With no `mlmd_url`, the project's MLMD
     gRPC server is started over a fresh SQLite file in `workdir`, so the demo
-    uses the production path.
+    uses the production path. The cluster is dumped to `workdir`/cluster.json.
+    With `keep`, everything stays up until Ctrl-C before this returns.
     """
     workflows = demo_workflows(pipelines_dir)
     workdir = (workdir or Path(".sandbox")).resolve()
@@ -126,7 +167,7 @@ def run_demo(
         mlmd_server.start()
         mlmd_url = mlmd_server.url
     try:
-        return _run(runs, profile, workdir, workflows, seed, mlmd_url, mlmd_server, out)
+        return _run(runs, profile, workdir, workflows, seed, mlmd_url, mlmd_server, keep, out)
     finally:
         if mlmd_server is not None:
             mlmd_server.stop()
@@ -140,10 +181,9 @@ def _run(
     seed: int,
     mlmd_url: str,
     mlmd_server: Any,
+    keep: bool,
     out: Any,
 ) -> DemoResult:
-    from prometheus_client.parser import text_string_to_metric_families
-
     from controller.health import HealthServer, Readiness
     from controller.kube import KubeClient, api_client_from
     from controller.loop import Controller
@@ -155,7 +195,8 @@ def _run(
 
     with ApiServer() as server:
         kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
-        print(f"API emulator:  {server.url}  (kubectl --kubeconfig {kubeconfig} get pods -A)", file=out)
+        hint = "kept up after the runs" if keep else "up while the demo runs; --keep leaves it up"
+        print(f"API emulator:  {server.url}  ({hint})", file=out)
         where = f" (the project's gRPC server over {workdir / 'mlmd.sqlite'})" if mlmd_server else ""
         print(f"MLMD:          {mlmd_url}{where}", file=out)
         settings = Settings(
@@ -195,31 +236,98 @@ def _run(
                 final = controller.run_pass("manual")
                 if final is not None and not sum(final.actions.values()) and not final.patch_count:
                     break
+            result = _print_summary(
+                final,
+                metrics,
+                out,
+                runs=runs,
+                profile=profile,
+                workdir=workdir,
+                kubeconfig=kubeconfig,
+                mlmd_url=mlmd_url,
+                own_mlmd=mlmd_server is not None,
+            )
+            dump = write_cluster_dump(server.store, workdir / "cluster.json")
+            shape = "kubectl get pods,workflows,workflowtaskresults -A -o json"
+            print(f"cluster dump:  {dump}  ({shape})", file=out)
+            if keep:
+                _print_kept(kubeconfig, mlmd_url, dump, out)
+                wait_for_interrupt()
+                print("stopped", file=out)
+            else:
+                # Once the demo exits, the MLMD file itself is the store to read.
+                local_url = f"sqlite:///{workdir / 'mlmd.sqlite'}" if mlmd_server is not None else mlmd_url
+                print(f"try:           {_verify_line(dump, local_url)}", file=out)
         finally:
             controller.stop()
             health.stop()
-        assert final is not None
-        print(
-            f"final pass:    {final.pods_seen} pods, {sum(final.actions.values())} MLMD writes, "
-            f"{final.patch_count} pod patches, {len(final.errors)} errors",
-            file=out,
-        )
-        totals: Counter[str] = Counter()
-        passes: Counter[str] = Counter()
-        patches = 0
-        for family in text_string_to_metric_families(metrics.render().decode()):
-            for sample in family.samples:
-                if sample.name == "kfp_metadata_reconciler_actions_total":
-                    totals[sample.labels["kind"]] += int(sample.value)
-                elif sample.name == "kfp_metadata_reconciler_passes_total":
-                    passes[sample.labels["trigger"]] += int(sample.value)
-                elif sample.name == "kfp_metadata_reconciler_pod_patches_total":
-                    patches += int(sample.value)
-        mlmd_counts = {
-            "contexts": len(store.get_contexts()),
-            "executions": len(store.get_executions()),
-            "artifacts": len(store.get_artifacts()),
-        }
+    return replace(result, dump=dump)
+
+
+def _verify_line(dump: Path, mlmd_url: str) -> str:
+    """The `verify --from-file` command for the dump (the URL's password masked)."""
+    return f"{COMMAND} verify --from-file {shlex.quote(str(dump))} --mlmd {shlex.quote(redact(mlmd_url))}"
+
+
+def _print_kept(kubeconfig: Path, mlmd_url: str, dump: Path, out: Any) -> None:
+    """The commands that work against the kept cluster and MLMD."""
+    config = shlex.quote(str(kubeconfig))
+    url = shlex.quote(redact(mlmd_url))
+    lines = [
+        f"kubectl --kubeconfig {config} get pods,workflows,workflowtaskresults -A",
+        f"{COMMAND} verify -A --kubeconfig {config} --mlmd {url}",
+        f"{COMMAND} reconcile -A --dry-run --kubeconfig {config} --mlmd {url}",
+        _verify_line(dump, mlmd_url),
+    ]
+    print("kept running until Ctrl-C; try:", file=out)
+    for line in lines:
+        print(f"  {line}", file=out)
+    out.flush()
+
+
+def _print_summary(
+    final: Any,
+    metrics: Any,
+    out: Any,
+    *,
+    runs: int,
+    profile: str,
+    workdir: Path,
+    kubeconfig: Path,
+    mlmd_url: str,
+    own_mlmd: bool,
+) -> DemoResult:
+    """Print the final pass and the summary; what the demo recorded.
+
+    `own_mlmd`: MLMD is the project's gRPC server over `workdir`/mlmd.sqlite.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from store.connect import open_store
+
+    assert final is not None
+    print(
+        f"final pass:    {final.pods_seen} pods, {sum(final.actions.values())} MLMD writes, "
+        f"{final.patch_count} pod patches, {len(final.errors)} errors",
+        file=out,
+    )
+    totals: Counter[str] = Counter()
+    passes: Counter[str] = Counter()
+    patches = 0
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == "kfp_metadata_reconciler_actions_total":
+                totals[sample.labels["kind"]] += int(sample.value)
+            elif sample.name == "kfp_metadata_reconciler_passes_total":
+                passes[sample.labels["trigger"]] += int(sample.value)
+            elif sample.name == "kfp_metadata_reconciler_pod_patches_total":
+                patches += int(sample.value)
+    store = open_store(mlmd_url)
+    mlmd_counts = {
+        "contexts": len(store.get_contexts()),
+        "executions": len(store.get_executions()),
+        "artifacts": len(store.get_artifacts()),
+    }
     errors = [str(e) for e in final.errors]
     result = DemoResult(
         workdir,
@@ -248,6 +356,6 @@ def _run(
     print(f"  pod patches          {patches}", file=out)
     for error in errors:
         print(f"  error: {error}", file=out)
-    if mlmd_server is not None:
+    if own_mlmd:
         print(f"MLMD file kept at {workdir / 'mlmd.sqlite'}", file=out)
     return result

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import re
 import socket
 import sqlite3
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from ml_metadata.proto import (
     metadata_store_service_pb2_grpc,
 )
 
+from reconcile.redact import redact
 from store.errors import (
     StoreConfigError,
     StoreError,
@@ -153,18 +153,12 @@ class StoreTarget:
         return self.redacted()
 
 
-_CRED_RE = re.compile(r"(://[^/@:]*):[^/]*@")
-
-
-def _redact_raw(url: str) -> str:
-    """Hide the password part of a (possibly malformed) URL for an error message."""
-    return _CRED_RE.sub(r"\1:***@", url)
-
-
 def _bad(url: str, reason: str) -> StoreConfigError:
+    # The URL did not parse, so its password cannot be found by parsing: redact() finds a
+    # credential in any shape (e.g. `mysql//user:pw@host`, the scheme's ':' missing).
     return StoreConfigError(
         _one_line(
-            f"invalid MLMD store URL {_redact_raw(url)!r}: {reason}; accepted: {ACCEPTED_FORMS}",
+            f"invalid MLMD store URL {redact(url)!r}: {reason}; accepted: {ACCEPTED_FORMS}",
             limit=1000,
         )
     )

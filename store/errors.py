@@ -19,6 +19,7 @@ __all__ = [
     "StoreConfigError",
     "StoreConflict",
     "StoreError",
+    "StoreLoginRefusedError",
     "StoreMissingError",
     "StoreReadError",
     "StoreSchemaDamagedError",
@@ -58,6 +59,14 @@ class StoreSchemaMismatchError(StoreUnavailableError):
 
     The reconciler never migrates a database it did not create; such a database belongs to
     an MLMD server of its own version, which is the way to reach it.
+    """
+
+
+class StoreLoginRefusedError(StoreUnavailableError):
+    """MySQL refused the login (user, password, or no access to the database).
+
+    A configuration problem, not an outage: the controller stops at start on it, where a
+    retry would only repeat the same refusal.
     """
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import pymysql
 
 from store.errors import (
+    StoreLoginRefusedError,
     StoreMissingError,
     StoreSchemaDamagedError,
     StoreSchemaMismatchError,
@@ -64,6 +65,9 @@ SESSIONS_SETTLE_S = 10.0
 KFP_MLMD_URL = "grpc://metadata-grpc-service:8080"
 _LOCK_PREFIX = "kfpmr.mlmd_schema."
 _MAX_LOCK_NAME = 64  # MySQL's limit on GET_LOCK names
+# MySQL's answers to a login it refuses: access denied (user or password), no access to the
+# database, no password given where one is needed.
+LOGIN_REFUSED = frozenset({1044, 1045, 1698})
 
 
 def lock_name(database: str) -> str:
@@ -100,7 +104,10 @@ def _connect(target: Any, timeout_s: float, lock_timeout_s: float) -> Any:
         )
     except pymysql.MySQLError as exc:
         reason = _mysql_reason(exc)
-        raise StoreUnavailableError(f"cannot reach MLMD at {target.redacted()}: {reason}") from None
+        message = f"cannot reach MLMD at {target.redacted()}: {reason}"
+        if getattr(exc, "args", (None,))[0] in LOGIN_REFUSED:
+            raise StoreLoginRefusedError(message) from None
+        raise StoreUnavailableError(message) from None
 
 
 def _mysql_reason(exc: Exception) -> str:

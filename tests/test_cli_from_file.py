@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from store.connect import open_store
 from tests.podfactory import chain, pods_of
 
 CLI = [sys.executable, "-m", "controller.cli"]
@@ -51,9 +52,12 @@ def test_thousand_pods_then_again_writes_nothing(tmp_path: Path) -> None:
 def test_dry_run_writes_nothing_and_lists_every_change(tmp_path: Path) -> None:
     dump = write_list(tmp_path / "pods.json", pods_of(chain("wf-d", 2), profile="3.3"))
     url = f"sqlite:///{tmp_path}/mlmd.sqlite"
+    open_store(url)  # a new, empty store: a dry run never creates one
+    empty = (tmp_path / "mlmd.sqlite").read_bytes()
     dry = cli("reconcile", "--from-file", str(dump), "--mlmd", url, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "execution.create" in dry.stdout and "event.input" in dry.stdout
+    assert (tmp_path / "mlmd.sqlite").read_bytes() == empty
     real = cli("reconcile", "--from-file", str(dump), "--mlmd", url, "--output", "json")
     assert json.loads(real.stdout)["actions"]["execution.create"] == 2  # the dry run wrote nothing
 
@@ -109,14 +113,15 @@ def test_mixed_list_uses_workflow_status_for_outputs(tmp_path: Path) -> None:
 
 def test_usage_and_unreachable_errors_are_one_line(tmp_path: Path) -> None:
     dump = write_list(tmp_path / "p.json", [])
+    store = ["--mlmd", f"sqlite:///{tmp_path}/m.sqlite"]
     cases = [
-        (["reconcile", "--from-file", str(tmp_path / "missing.json")], 2, "cannot read"),
+        (["reconcile", "--from-file", str(tmp_path / "missing.json"), *store], 2, "cannot read"),
         (["reconcile", "--from-file", str(dump), "--mlmd", "postgres://x"], 2, "invalid"),
         (["reconcile", "--from-file", str(dump), "--output", "yaml"], 2, "invalid choice"),
         (["reconcile", "--from-file", str(dump), "--mlmd", "grpc://127.0.0.1:1"], 3, "cannot reach MLMD"),
     ]
     (tmp_path / "notjson.json").write_text("{")
-    cases.append((["reconcile", "--from-file", str(tmp_path / "notjson.json")], 2, "is not JSON"))
+    cases.append((["reconcile", "--from-file", str(tmp_path / "notjson.json"), *store], 2, "is not JSON"))
     for args, code, fragment in cases:
         run = cli(*args, timeout=60)
         assert run.returncode == code, (args, run.stderr)

@@ -66,7 +66,7 @@ def api_client_from(kubeconfig: str | None = None, context: str | None = None) -
             )
         else:
             config.load_incluster_config(client_configuration=cfg)
-    except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # the loader lets YAML, type and key errors of a bad file through as they are
         detail = one_line(str(exc) or repr(exc))
         raise KubeConfigError(f"no Kubernetes configuration: {source}: {detail}") from None
     _own_retries(cfg)

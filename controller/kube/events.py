@@ -14,6 +14,7 @@ from typing import Any
 from controller.kube.errors import KubeApiError, KubeUnavailableError
 from controller.kube.patches import MERGE_PATCH
 from controller.kube.transport import Transport
+from reconcile.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class EventRecorder:
                 self._events.move_to_end(key)
             record.sent_at = now  # claim the slot before writing: one writer per interval
             previous_name, previous_count = record.name, record.count
-        text = _truncate(message, EVENT_MESSAGE_MAX_BYTES)
+        text = _truncate(redact(message), EVENT_MESSAGE_MAX_BYTES)  # Events are readable by many
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         timeout = self.transport.request_timeout
         core = self.transport.core

@@ -1,12 +1,25 @@
-"""The README's first command: `kfp-metadata-reconciler sandbox --runs 5`."""
+"""The README's first command: `kfp-metadata-reconciler sandbox --runs 5`, and `--keep`."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from store.connect import open_store
+
+CLI = [sys.executable, "-m", "controller.cli"]
+
+
+def run_printed(line: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A command line the sandbox printed, with this interpreter standing in for the console script."""
+    argv = shlex.split(line)
+    if argv[0] == "kfp-metadata-reconciler":
+        argv = [*CLI, *argv[1:]]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path) -> None:
@@ -36,6 +49,20 @@ def test_sandbox_runs_five_workflows_and_converges(tmp_path: Path) -> None:
     assert len(store.get_contexts()) == 5
     executions = store.get_executions()
     assert executions and all(e.external_id.startswith("kfp-v1/step/") for e in executions)
+    # The cluster is left as a dump, with the line to try on it; it finds nothing to repair.
+    dump = json.loads((tmp_path / "cluster.json").read_text())
+    kinds = {item["kind"] for item in dump["items"]}
+    assert dump["kind"] == "List" and {"Pod", "Workflow"} <= kinds
+    assert sum(item["kind"] == "Pod" for item in dump["items"]) == 30
+    [line] = [
+        line.removeprefix("try:").strip() for line in run.stdout.splitlines() if line.startswith("try:")
+    ]
+    assert line.startswith(
+        f"kfp-metadata-reconciler verify --from-file {tmp_path / 'cluster.json'} --mlmd sqlite:///"
+    )
+    verify = run_printed(line)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "drift counted (labels cannot be fixed offline): 0" in verify.stdout
 
 
 def test_sandbox_takes_any_mlmd_url(tmp_path: Path) -> None:
@@ -80,3 +107,44 @@ def test_sandbox_pipelines_folder_without_workflows_is_a_usage_error(tmp_path: P
             check=False,
         )
         assert (run.returncode, run.stderr, run.stdout) == (2, message, "")
+
+
+def test_sandbox_keep_leaves_a_cluster_the_printed_commands_work_against(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*CLI, "sandbox", "--runs", "1", "--workdir", str(tmp_path), "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:  # the demo prints these lines, then waits for Ctrl-C
+            seen.append(line)
+            if line.startswith("kept running until Ctrl-C"):
+                break
+        assert seen and seen[-1].startswith("kept running"), "".join(seen)
+        commands = [process.stdout.readline().strip() for _ in range(4)]
+        assert [c.split()[:2] for c in commands] == [
+            ["kubectl", "--kubeconfig"],
+            ["kfp-metadata-reconciler", "verify"],
+            ["kfp-metadata-reconciler", "reconcile"],
+            ["kfp-metadata-reconciler", "verify"],
+        ]
+        assert "--dry-run" in commands[2] and "--from-file" in commands[3]
+        results = [run_printed(command) for command in commands]
+        for command, result in zip(commands, results, strict=True):
+            assert result.returncode == 0, (command, result.stdout, result.stderr)
+        assert "workflow.argoproj.io/" in results[0].stdout  # kubectl saw the kept cluster
+        assert "drift found: 0" in results[1].stdout
+        assert "MLMD writes planned: 0" in results[2].stdout
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert rest.strip().endswith("stopped")
+    assert "Traceback" not in stderr
+    # Everything it started has stopped with it.
+    gone = run_printed(commands[1], timeout=60)
+    assert gone.returncode == 3, gone.stderr

@@ -44,6 +44,8 @@ class Case:
     reason: str | None = None
     fragment: str = ""
     profile: str = "3.3"
+    # More pods beside the (mutated) victim that the same verdict applies to.
+    twins: Callable[[JSON], list[JSON]] = lambda victim: []
 
 
 def _annotation(key: str, text: str) -> Callable[[JSON], None]:
@@ -95,6 +97,17 @@ def _set(path: tuple[Any, ...], value: Any) -> Callable[[JSON], None]:
         target[path[-1]] = value
 
     return mutate
+
+
+def _unchanged(pod: JSON) -> None:
+    """No mutation: the victim is hostile only together with its twins."""
+
+
+def _renamed_copy(victim: JSON) -> list[JSON]:
+    """The victim again under another name: two pods claiming one node of one workflow."""
+    twin = json.loads(json.dumps(victim))
+    twin["metadata"]["name"] += "-twin"
+    return [twin]
 
 
 def _spec_name(name: str) -> Callable[[JSON], None]:
@@ -188,6 +201,15 @@ CASES: tuple[Case, ...] = (
     Case("outputs_not_an_object", _annotation(OUTPUTS, "[1]"), "error", "malformed_annotation"),
     Case("artifacts_name_not_a_string", _annotation(OUTPUTS, '{"artifacts":[{"name":1}]}'), "error"),
     Case("spec_name_not_a_string", _spec_name(5), "error", "malformed_annotation"),  # type: ignore[arg-type]
+    # Two pods of one workflow claiming one node id: one got no record, with no error and exit 0.
+    Case(
+        "duplicate_node_id",
+        _unchanged,
+        "error",
+        "duplicate_step",
+        "claim node",
+        twins=_renamed_copy,
+    ),
     # Inputs that are valid after all: recorded exactly once, converging.
     Case("duplicate_keys_in_parameters", _annotation(PARAMS, '{"a": "1", "a": "2"}'), "recorded"),
     Case("bool_parameter", _annotation(PARAMS, '{"a": true, "b": 1.5, "c": -3}'), "recorded"),
@@ -263,22 +285,5 @@ PENDING_CASES: tuple[PendingCase, ...] = (
         "",
         "manual.read_file drops items whose kind is not a string (or unknown) without a word; "
         "should count and report them",
-    ),
-    PendingCase(
-        "duplicate_node_id",
-        lambda pods: {
-            "apiVersion": "v1",
-            "kind": "List",
-            "items": [
-                *pods,
-                {
-                    **json.loads(json.dumps(pods[-1])),
-                    "metadata": {**pods[-1]["metadata"], "name": pods[-1]["metadata"]["name"] + "-twin"},
-                },
-            ],
-        },
-        "",
-        "two pods of one workflow claiming one node id: one gets no record, no error, exit 0 "
-        "(reconcile_pass.desired_steps keys steps by execution key and drops the first)",
     ),
 )
