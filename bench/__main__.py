@@ -1,4 +1,4 @@
-"""python -m bench <scenario> [--quick] [--out FILE] [--mlmd sqlite|mysql]
+"""python -m bench <scenario> [--quick] [--out FILE] [--mlmd sqlite|mysql] [--mlmd-version V] [--workflows N]
 
 Scenarios: backfill, idle-resync, latency, recovery, scale, all (and
 emulator-list, the emulator's own list benchmark; fuzz, hostile pods through the CLI:
@@ -24,14 +24,24 @@ SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale")
 
 
 def run(
-    name: str, quick: bool, workdir: Path, mlmd: str = "sqlite", plot: Path | None = None, pods: int = 5000
+    name: str,
+    quick: bool,
+    workdir: Path,
+    mlmd: str = "sqlite",
+    plot: Path | None = None,
+    pods: int = 5000,
+    mlmd_version: str = "current",
+    workflows: int | None = None,
 ) -> Report:
-    """Run one scenario at its full (or quick) size."""
+    """Run one scenario at its full (or quick) size; `workflows` overrides the size (backfill,
+    idle-resync), `mlmd_version` runs them against that MLMD release's server."""
     sizes = s.QUICK if quick else s.FULL
+    if workflows is not None:
+        sizes = s.Sizes(workflows)
     if name == "backfill":
-        return s.backfill(workdir, sizes, mlmd)
+        return s.backfill(workdir, sizes, mlmd, mlmd_version)
     if name == "idle-resync":
-        return s.idle_resync(workdir, sizes)
+        return s.idle_resync(workdir, sizes, mlmd_version=mlmd_version)
     if name == "recovery":
         return s.recovery(workdir, sizes)
     if name == "latency":
@@ -72,6 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         help="MLMD for backfill: embedded SQLite, or MariaDB at 127.0.0.1:3306",
     )
     parser.add_argument(
+        "--mlmd-version",
+        choices=["1.0.0", "1.5.0", "1.14.0", "current"],
+        default="current",
+        help="backfill, idle-resync: that MLMD release's gRPC server over SQLite "
+        "(default: the embedded library)",
+    )
+    parser.add_argument(
+        "--workflows",
+        type=int,
+        default=None,
+        help="backfill, idle-resync: completed 5-step workflows to load",
+    )
+    parser.add_argument(
         "--plot", type=Path, default=None, help="scale: PNG of the curve (default bench/reports/scale.png)"
     )
     parser.add_argument("--log-level", default="WARNING")
@@ -83,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             plot = args.plot or (None if args.quick else REPORTS / "scale.png")
-            report = run(name, args.quick, Path(tmp), args.mlmd, plot, args.pods)
+            report = run(
+                name, args.quick, Path(tmp), args.mlmd, plot, args.pods, args.mlmd_version, args.workflows
+            )
         doc = report.to_json()
         doc["parameters"]["quick"] = args.quick
         suffix = "-mysql" if name == "backfill" and args.mlmd == "mysql" else ""
+        if name in ("backfill", "idle-resync") and args.mlmd_version != "current":
+            suffix += f"-mlmd-{args.mlmd_version}"
         if args.out is None:
             out = REPORTS / f"{name}{suffix}.json"
         elif args.scenario == "all":

@@ -157,12 +157,13 @@ class CountingStore:
         edges: list[Any],
         **kwargs: Any,
     ) -> Any:
-        with self._lock:
-            self.calls["put_lineage_subgraph"] += 1
+        # Counted once it returns: the capability probe's call, which a server without the RPC
+        # refuses (MLMD 1.0.0, 1.5.0), writes nothing.
         result = self._store.put_lineage_subgraph(executions, artifacts, contexts, edges, **kwargs)
         now = time.monotonic()
         execution_ids = result[0]
         with self._lock:
+            self.calls["put_lineage_subgraph"] += 1
             for proto, new_id in zip(executions, execution_ids, strict=False):
                 if proto.external_id:
                     self._keys_by_id[new_id] = proto.external_id

@@ -38,6 +38,20 @@ def mlmd_url(kind: str, workdir: Path, name: str) -> str:
     raise ValueError(f"unknown --mlmd {kind!r} (sqlite or mysql)")
 
 
+class ServedMlmd:
+    """An old MLMD server (sandbox/mlmd_legacy.py) over a fresh SQLite file, for `--mlmd-version`."""
+
+    def __init__(self, version: str, workdir: Path, name: str) -> None:
+        from sandbox.mlmd_legacy import versioned_server
+
+        self.server = versioned_server(version, f"sqlite:///{workdir / name}.sqlite", install=True)
+        self.server.start()
+        self.url = self.server.url
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 def drop_mysql(url: str) -> None:
     """Drop a throwaway database made by `mlmd_url("mysql", ...)`."""
     if not url.startswith("mysql://"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import CountingStore, Report, percentile, ratio
-from bench.rig import Rig, drop_mysql, mlmd_url
+from bench.rig import Rig, ServedMlmd, drop_mysql, mlmd_url
 from controller.health import Readiness
 from controller.loop import Controller
 from controller.metrics import Metrics
@@ -23,8 +23,12 @@ from controller.report import PassReport
 from reconcile import conventions as c
 from reconcile.plan import WorkflowPlan
 from store.apply import CHUNK, _Subgraph
+from store.apply_steps import apply_step_plans
+from store.capabilities import probe_capabilities
 from store.connect import open_store
 from store.types import TypeRegistry
+
+CURRENT = "current"  # --mlmd-version: the embedded library (sqlite or mysql)
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,25 @@ def raw_write_s(plans: list[WorkflowPlan], url: str) -> tuple[float, int]:
     """The write bound: the same records as prepared protos, written straight into a fresh MLMD.
 
     One `put_lineage_subgraph` per workflow (of up to CHUNK steps), as the pass writes
-    them; only the calls are timed (types and protos are prepared first).
+    them; only the calls are timed (types and protos are prepared first). On an MLMD
+    without it (1.0.0, 1.5.0), one `put_execution` per step through the write path alone
+    (store/apply_steps.py), types made first: a consumer's event names the id its
+    producer's call returned, so those protos cannot all be made beforehand.
     Returns (seconds, transactions).
     """
     store = open_store(url)
     types = TypeRegistry(store)
+    if not probe_capabilities(store).lineage_subgraph:
+        for plan in plans:
+            for step_plan in plan.steps:
+                types.execution_type_id(step_plan.step.execution.type_name)
+                for out in step_plan.step.outputs or ():
+                    types.artifact_type_id(out.type_name)
+        types.context_type_id()
+        started = time.perf_counter()
+        result = apply_step_plans(store, types, plans)
+        assert not result.failed, result.failed
+        return time.perf_counter() - started, result.transactions
     subgraphs = []
     for plan in plans:
         writing = plan.steps_to_write()
@@ -106,10 +124,18 @@ def _bound_list(rig: Rig, pods: int) -> float:
 
 
 # --------------------------------------------------------------------------- backfill
-def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite") -> Report:
-    """Scenario 1: completed workflows already in the cluster, empty MLMD, one full pass."""
-    url = mlmd_url(mlmd, workdir, "backfill")
-    bound_url = mlmd_url(mlmd, workdir, "backfill-bound")
+def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite", mlmd_version: str = CURRENT) -> Report:
+    """Scenario 1: completed workflows already in the cluster, empty MLMD, one full pass.
+
+    `mlmd_version` other than "current": that MLMD release's server over SQLite (gRPC).
+    """
+    served: list[ServedMlmd] = []
+    if mlmd_version == CURRENT:
+        url, bound_url = mlmd_url(mlmd, workdir, "backfill"), mlmd_url(mlmd, workdir, "backfill-bound")
+    else:
+        mlmd = "sqlite"
+        served = [ServedMlmd(mlmd_version, workdir, name) for name in ("backfill", "backfill-bound")]
+        url, bound_url = served[0].url, served[1].url
     rig = Rig(workdir, url)
     try:
         loaded = rig.load(sizes.workflows, sizes.steps)
@@ -119,11 +145,20 @@ def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite") -> Report:
         write_s, transactions = raw_write_s(rig.planned(bound_url), bound_url)
     finally:
         rig.close()
+        for server in served:
+            server.stop()
         drop_mysql(url)
         drop_mysql(bound_url)
     result = Report(
         "backfill",
-        {"workflows": sizes.workflows, "steps": sizes.steps, "pods": pods, "mlmd": mlmd, "profile": "3.5"},
+        {
+            "workflows": sizes.workflows,
+            "steps": sizes.steps,
+            "pods": pods,
+            "mlmd": mlmd,
+            "mlmd_version": mlmd_version,
+            "profile": "3.5",
+        },
     )
     result.figures = _pass_figures(figures)
     result.bounds = {
@@ -144,14 +179,16 @@ def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite") -> Report:
 
 
 # --------------------------------------------------------------------------- idle resync
-def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3) -> Report:
+def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str = CURRENT) -> Report:
     """Scenario 2: the same pods already converged; full passes of a running and of a restarted controller.
 
     The figures are a running controller's resync (median of `repeat`): it skips the steps
     its earlier passes found converged. `details.after_restart` is the first pass of a new
     controller (median of `repeat` restarts), which compares every step with MLMD.
+    `mlmd_version` other than "current": that MLMD release's server over SQLite (gRPC).
     """
-    rig = Rig(workdir, mlmd_url("sqlite", workdir, "idle"))
+    served = ServedMlmd(mlmd_version, workdir, "idle") if mlmd_version != CURRENT else None
+    rig = Rig(workdir, served.url if served else mlmd_url("sqlite", workdir, "idle"))
     try:
         loaded = rig.load(sizes.workflows, sizes.steps)
         _, converge = rig.full_pass()  # records everything and labels every pod
@@ -167,10 +204,19 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3) -> Report:
         nogc_s, _ = rig.bare_list(pause_gc=True)
     finally:
         rig.close()
+        if served is not None:
+            served.stop()
     median, cold = _median_pass(runs), _median_pass(restarts)
     every = [relabelled, *runs, *restarts]
     result = Report(
-        "idle-resync", {"workflows": sizes.workflows, "steps": sizes.steps, "pods": pods, "mlmd": "sqlite"}
+        "idle-resync",
+        {
+            "workflows": sizes.workflows,
+            "steps": sizes.steps,
+            "pods": pods,
+            "mlmd": "sqlite",
+            "mlmd_version": mlmd_version,
+        },
     )
     result.figures = _pass_figures(median)
     result.figures["mlmd_writes"] = max(r["mlmd_writes"] for r in every)

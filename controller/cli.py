@@ -328,16 +328,21 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     except StoreUnavailable as exc:
         print(_error_line(f"MLMD became unreachable during the pass: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE
-    return _show(outcome, args.output, dry_run=dry_run, verify=verify, terminal=terminal)
+    return _show(outcome, args.output, store.capabilities, dry_run=dry_run, verify=verify, terminal=terminal)
 
 
-def _show(outcome: Any, output: str, *, dry_run: bool, verify: bool, terminal: bool) -> int:
-    """Print the outcome of `reconcile` or `verify` as asked; returns the exit code."""
+def _show(
+    outcome: Any, output: str, capabilities: Any, *, dry_run: bool, verify: bool, terminal: bool
+) -> int:
+    """Print the outcome of `reconcile` or `verify` as asked; returns the exit code.
+
+    `capabilities` is what the store's probe found when the pass opened it.
+    """
     from controller.manual import counted_drift
     from controller.report_view import print_drift, print_json, print_plan, print_pod_patches, print_summary
 
     if output == "json":
-        print_json(outcome, sys.stdout, dry_run=dry_run, verify=verify)
+        print_json(outcome, sys.stdout, dry_run=dry_run, verify=verify, capabilities=capabilities.to_json())
     else:
         if verify:
             print_drift(outcome.drift, sys.stdout)
@@ -345,6 +350,7 @@ def _show(outcome: Any, output: str, *, dry_run: bool, verify: bool, terminal: b
             print_plan(outcome, sys.stdout)
         elif outcome.offline:
             print_pod_patches(outcome, sys.stdout)
+        print(capabilities.summary(), file=sys.stdout)
         print_summary(outcome, dry_run=dry_run, verify=verify, out=sys.stdout, table=terminal)
     if verify and counted_drift(outcome):
         return EXIT_DRIFT

@@ -127,7 +127,7 @@ def label_drift(
 def label_owners(
     store: MetadataStore, report: PassReport, pods: Iterable[dict[str, Any]]
 ) -> dict[int, str | None]:
-    """Execution id -> its external_id, for the ids that wrong labels name (one batched read)."""
+    """Execution id -> its key, for the ids that wrong labels name (one batched read)."""
     wrong = {(p.namespace, p.pod) for p in report.pod_patches}
     ids = set()
     for pod in pods:
@@ -152,7 +152,7 @@ def orphans(
     found = []
     for prefix in prefixes:
         for execution in store.executions_keyed_under(prefix):
-            key = execution.external_id or ""
+            key = execution.external_id or execution.name or ""
             if key in desired_keys:
                 continue
             parts = key[len(keys.PREFIX) + len("/step/") :].split("/", 2)

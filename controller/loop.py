@@ -30,6 +30,7 @@ from controller.settings import Settings
 from controller.sources import ClusterStream, read_workflows
 from reconcile import conventions as c
 from reconcile.errors import Reason
+from store.capabilities import Capabilities
 from store.connect import open_store
 from store.errors import StoreError
 from store.metadata import MetadataStore, MlmdClient
@@ -60,7 +61,7 @@ class Controller:
         self.metrics = metrics
         self.readiness = readiness
         self.options = settings.reconcile_options()
-        self._store = MetadataStore(store_opener or self._default_store)
+        self._store = MetadataStore(store_opener or self._default_store, on_open=self._store_opened)
         self._pass_backoff = replace(PASS_BACKOFF, max_s=min(settings.resync_interval_s, PASS_BACKOFF.max_s))
         self._pass_lock = threading.Lock()
         self._dirty_lock = threading.Lock()
@@ -143,6 +144,12 @@ class Controller:
             max_receive_message_length=s.mlmd_max_receive_message_length,
             call_timeout_s=60.0,
         )
+
+    def _store_opened(self, capabilities: Capabilities) -> None:
+        # One line at start (the first pass opens the store), and again on every reopen:
+        # a restarted server may be another MLMD version.
+        log.info(capabilities.summary(), extra={"mlmd_capabilities": capabilities.to_json()})
+        self.metrics.set_mlmd_capabilities(capabilities.flags())
 
     def _drop_store(self) -> None:
         # Reopen next time: after an MLMD error an embedded MySQL handle can be

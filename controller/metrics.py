@@ -166,6 +166,14 @@ class Metrics:
             "Step outputs not yet known (last pass).",
             registry=r,
         )
+        # Set when the MLMD connection opens: which optional MLMD APIs the server has
+        # (external_id, put_lineage_subgraph, filter_query; docs/mlmd-versions.md).
+        self.mlmd_capability = Gauge(
+            f"{PREFIX}_mlmd_capability",
+            "1 if the MLMD server has this optional API, 0 if not (probed when the store opens).",
+            ["capability"],
+            registry=r,
+        )
         # `<name>_info` 1 with the versions as labels: which build runs where, and when it changed.
         self.build = Info(
             f"{PREFIX}_build", "Versions of this build: the package, Python and ml-metadata.", registry=r
@@ -231,6 +239,11 @@ class Metrics:
     def watch_restarted(self, reason: str) -> None:
         """Count one restart of the pod watch."""
         self.watch_restarts_total.labels(reason=_label(reason)).inc()
+
+    def set_mlmd_capabilities(self, flags: Mapping[str, bool]) -> None:
+        """Set ``mlmd_capability{capability}`` to 1 or 0 for each probed capability."""
+        for name, present in flags.items():
+            self.mlmd_capability.labels(capability=name).set(1 if present else 0)
 
     def set_leader(self, leader: bool) -> None:
         """Set ``is_leader`` to 1 or 0."""

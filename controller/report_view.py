@@ -8,7 +8,7 @@ hostile pod may hold a lone surrogate, which no terminal encoding can write).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -42,9 +42,22 @@ def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str,
     return data
 
 
-def print_json(outcome: ManualOutcome, out: TextIO, *, dry_run: bool, verify: bool) -> None:
-    """The JSON object on one `--output json` document (credentials masked)."""
-    data = redacted_value(summary(outcome, dry_run=dry_run, verify=verify))
+def print_json(
+    outcome: ManualOutcome,
+    out: TextIO,
+    *,
+    dry_run: bool,
+    verify: bool,
+    capabilities: Mapping[str, Any] | None = None,
+) -> None:
+    """The JSON object on one `--output json` document (credentials masked).
+
+    `capabilities`, when given, is the store's probe result (`capabilities` key).
+    """
+    data = summary(outcome, dry_run=dry_run, verify=verify)
+    if capabilities is not None:
+        data["capabilities"] = dict(capabilities)
+    data = redacted_value(data)
     # ASCII escapes: a lone surrogate from a hostile pod stays valid JSON text.
     print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True), file=out)
 

@@ -3,9 +3,15 @@
 The unit is the workflow: `plan_workflow` gives one `WorkflowPlan` per workflow -- its run
 context's write (at most one) and a `StepPlan` per step, producers before consumers, the
 order `store/` writes them in. `plan_step` says, for one step, what to create, adopt
-(records the upstream writer left without an external_id) or update, and which inputs must
+(records the upstream writer left without a key) or update, and which inputs must
 wait for their upstream artifact. `plan_workflows` plans the steps of one pass. Applying a
 plan and planning again gives an empty plan.
+
+Where a stored record keeps its key depends on the MLMD server (`ActualState.placement`,
+reconcile/keys.py): `external_id` from MLMD 1.11 on, where adopting a record means setting
+it; `name` before, set once when MLMD creates the record, so a record the upstream writer
+made is adopted without a key and found again the way that writer finds it. A step's input
+links only to what its own upstream step produced (`own_upstream`, docs/identity-keys.md).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from reconcile import keys
 from reconcile.errors import PodError, Reason
+from reconcile.keys import KeyPlacement
 from reconcile.records import (
     DesiredArtifact,
     DesiredContext,
@@ -37,16 +45,21 @@ TERMINAL_STATES = frozenset(
 
 @dataclass
 class ActualState:
-    """What MLMD holds for the steps of one pass, read in batches by `store/`."""
+    """What MLMD holds for the steps of one pass, read in batches by `store/`.
+
+    `executions` and `artifacts` are by key, read from the field `placement` names.
+    """
 
     contexts: dict[str, StoredContext] = field(default_factory=dict)  # KfpRun, by name
-    executions: dict[str, StoredExecution] = field(default_factory=dict)  # by external_id
-    # Executions of contexts scanned for adoption (only where a step's key was missing).
+    executions: dict[str, StoredExecution] = field(default_factory=dict)  # by key
+    # Executions of run contexts read whole: where a step's key was missing (to adopt),
+    # or every context of the pass where keys are in names.
     context_executions: dict[int, list[StoredExecution]] = field(default_factory=dict)
-    artifacts: dict[str, StoredArtifact] = field(default_factory=dict)  # by external_id
+    artifacts: dict[str, StoredArtifact] = field(default_factory=dict)  # by key
     artifacts_by_id: dict[int, StoredArtifact] = field(default_factory=dict)
     artifacts_by_uri: dict[str, list[StoredArtifact]] = field(default_factory=dict)
     events: dict[int, list[StoredEvent]] = field(default_factory=dict)  # by execution id
+    placement: KeyPlacement = KeyPlacement.EXTERNAL_ID
 
 
 class Op(StrEnum):
@@ -128,6 +141,9 @@ class StepPlan:
     # Output artifacts already stored and complete: (desired, stored id).
     stored_outputs: tuple[tuple[DesiredArtifact, int], ...]
     pending_inputs: tuple[DesiredInput, ...]
+    # The step's execution as stored (None: it is created). A write path that must send
+    # the whole execution to add an event to it (put_execution) sends this.
+    stored_execution: StoredExecution | None = None
 
     @property
     def writes_mlmd(self) -> bool:
@@ -210,11 +226,32 @@ def _changed(desired: Properties, stored: Properties, prefix: str) -> list[str]:
     ]
 
 
-def execution_changes(desired: DesiredExecution, stored: StoredExecution) -> tuple[str, ...]:
+def stored_key(record: StoredExecution | StoredArtifact, placement: KeyPlacement) -> str | None:
+    """The key a stored execution or artifact carries where `placement` keeps keys (None: none)."""
+    return record.external_id if placement is KeyPlacement.EXTERNAL_ID else record.name
+
+
+def unclaimed(record: StoredExecution | StoredArtifact) -> bool:
+    """No key in either field: a record the upstream writer made."""
+    return record.external_id is None and not record.name
+
+
+def _key_changes(key: str, stored: StoredExecution | StoredArtifact, placement: KeyPlacement) -> list[str]:
+    # A name is set once, when MLMD creates the record: an adopted record keeps none.
+    if placement is KeyPlacement.EXTERNAL_ID and stored.external_id != key:
+        return ["external_id"]
+    return []
+
+
+def _op(stored: StoredExecution | StoredArtifact, placement: KeyPlacement) -> Op:
+    return Op.ADOPT if stored_key(stored, placement) is None else Op.UPDATE
+
+
+def execution_changes(
+    desired: DesiredExecution, stored: StoredExecution, placement: KeyPlacement = KeyPlacement.EXTERNAL_ID
+) -> tuple[str, ...]:
     """The fields of a stored execution that differ from the desired one (type excluded)."""
-    changes = []
-    if stored.external_id != desired.key:
-        changes.append("external_id")
+    changes = _key_changes(desired.key, stored, placement)
     changes += _changed(desired.properties, stored.properties, "property:")
     changes += _changed(desired.custom_properties, stored.custom_properties, "custom:")
     if effective_state(desired.state, stored) != stored.state:
@@ -222,11 +259,11 @@ def execution_changes(desired: DesiredExecution, stored: StoredExecution) -> tup
     return tuple(changes)
 
 
-def artifact_changes(desired: DesiredArtifact, stored: StoredArtifact) -> tuple[str, ...]:
+def artifact_changes(
+    desired: DesiredArtifact, stored: StoredArtifact, placement: KeyPlacement = KeyPlacement.EXTERNAL_ID
+) -> tuple[str, ...]:
     """The fields of a stored artifact that differ from the desired one (type excluded)."""
-    changes = []
-    if stored.external_id != desired.key:
-        changes.append("external_id")
+    changes = _key_changes(desired.key, stored, placement)
     if stored.uri != desired.uri:
         changes.append("uri")
     changes += _changed(desired.custom_properties, stored.custom_properties, "custom:")
@@ -246,11 +283,14 @@ def find_context(context: DesiredContext, actual: ActualState) -> StoredContext 
 
 
 def plan_context(context: DesiredContext, actual: ActualState) -> ContextWrite | None:
-    """The write a workflow's run context needs, if any (PodError: it belongs to someone else)."""
+    """The write a workflow's run context needs, if any (PodError: it belongs to someone else).
+
+    Without external ids a run context is identified by its name alone, as KFP's UI finds it.
+    """
     stored = find_context(context, actual)
     if stored is None:
         return ContextWrite(Op.CREATE, context, None)
-    if stored.external_id is None:
+    if actual.placement is KeyPlacement.EXTERNAL_ID and stored.external_id is None:
         return ContextWrite(Op.ADOPT, context, stored)
     if any(stored.properties.get(k) != v for k, v in context.properties.items()):
         return ContextWrite(Op.UPDATE, context, stored)
@@ -260,14 +300,21 @@ def plan_context(context: DesiredContext, actual: ActualState) -> ContextWrite |
 def find_execution(
     step: DesiredStep, actual: ActualState, context: StoredContext | None
 ) -> StoredExecution | None:
-    """Ours by key; else one the upstream writer left in the run context for this pod."""
+    """Ours by key; else, in the run context, ours keyed by name (written before MLMD had
+    external ids) or the one the upstream writer left for this pod."""
     stored = actual.executions.get(step.execution.key)
-    if stored is not None or context is None or step.ref.pod_name is None:
+    if stored is not None or context is None:
         return stored
+    scanned = actual.context_executions.get(context.id, ())
+    for execution in scanned:
+        if execution.name == step.execution.key and execution.external_id is None:
+            return execution
+    if step.ref.pod_name is None:
+        return None
     candidates = [
         e
-        for e in actual.context_executions.get(context.id, ())
-        if e.external_id is None
+        for e in scanned
+        if unclaimed(e)
         and e.custom_properties.get("kfp_pod_name") == step.ref.pod_name
         and e.properties.get("run_id", e.custom_properties.get("run_id")) == step.ref.workflow_name
     ]
@@ -283,47 +330,107 @@ def _events(actual: ActualState, execution: StoredExecution | None, kind: EventK
 def find_output(
     desired: DesiredArtifact, actual: ActualState, output_events: list[StoredEvent]
 ) -> StoredArtifact | None:
-    """Ours by key; else the artifact an OUTPUT event of this execution names (upstream)."""
+    """Ours by key; else the artifact an OUTPUT event of this execution names (the upstream
+    writer's, or ours keyed by name before MLMD had external ids)."""
     stored = actual.artifacts.get(desired.key)
     if stored is not None:
         return stored
     for event in output_events:
         if event.path_key == desired.name:
             candidate = actual.artifacts_by_id.get(event.artifact_id)
-            if candidate is not None and candidate.external_id is None:
+            if (
+                candidate is not None
+                and candidate.external_id is None
+                and candidate.name in (None, desired.key)
+            ):
                 return candidate
     return None
 
 
 def pick_upstream(artifacts: Iterable[StoredArtifact]) -> StoredArtifact | None:
-    """Of several artifacts with one URI, the newest (upstream took the last one)."""
+    """Of several artifacts with one URI, the newest."""
     return max(artifacts, key=lambda a: a.id, default=None)
 
 
+OutputWhere = tuple[str, str, str]  # (namespace, Workflow uid, URI)
+
+
+@dataclass(frozen=True)
+class WorkflowOutput:
+    """An output of a step of the pass: its key, and its id once stored (None: to be created)."""
+
+    key: str
+    stored_id: int | None
+
+
+def workflow_outputs(steps: Iterable[DesiredStep], actual: ActualState) -> dict[OutputWhere, WorkflowOutput]:
+    """The outputs of these steps, where their consumers look for them (`own_upstream`)."""
+    found: dict[OutputWhere, WorkflowOutput] = {}
+    for step in steps:
+        if not step.outputs:
+            continue
+        execution = find_execution(step, actual, actual.contexts.get(step.context.name))
+        output_events = _events(actual, execution, EventKind.OUTPUT)
+        for out in step.outputs:
+            stored = find_output(out, actual, output_events)
+            where = (step.ref.namespace, step.ref.workflow_uid, out.uri)
+            found.setdefault(where, WorkflowOutput(out.key, stored.id if stored else None))
+    return found
+
+
+def own_upstream(
+    want: DesiredInput,
+    step: DesiredStep,
+    actual: ActualState,
+    producers: Mapping[OutputWhere, WorkflowOutput],
+) -> WorkflowOutput | None:
+    """The artifact an input links to: one its own upstream step produced (None: it waits).
+
+    Its own upstream step is a step of the same Workflow object (namespace and uid): one in
+    this pass (`producers`), whose output is stored or about to be created; else a stored
+    artifact with this URI whose key (in external_id, or in name) is that Workflow's. A
+    record the upstream writer made counts once its producer's step has adopted it, in the
+    pass that producer is in. Another namespace's or another workflow's artifact at the
+    same URI never counts.
+    """
+    own = producers.get((step.ref.namespace, step.ref.workflow_uid, want.uri))
+    if own is not None:
+        return own
+    prefix = keys.workflow_key_prefix(step.ref.namespace, step.ref.workflow_uid)
+    newest = pick_upstream(
+        a
+        for a in actual.artifacts_by_uri.get(want.uri, ())
+        if (a.external_id or a.name or "").startswith(prefix)
+    )
+    return WorkflowOutput(newest.external_id or newest.name or "", newest.id) if newest else None
+
+
 def plan_step(
-    step: DesiredStep, actual: ActualState, pass_outputs: Mapping[str, str] | None = None
+    step: DesiredStep,
+    actual: ActualState,
+    producers: Mapping[OutputWhere, WorkflowOutput] | None = None,
 ) -> StepPlan:
     """The writes that make MLMD hold `step`'s own records (its run context: `plan_context`).
 
-    `pass_outputs` maps URI -> artifact key for outputs other steps of this
-    pass will create, so a downstream step links to them in the same pass.
-    Raises PodError when the run context belongs to someone else.
+    `producers` are the outputs of the steps of its workflow in this pass (`workflow_outputs`),
+    so a downstream step links to an output created in the same pass. Raises PodError when
+    the run context belongs to someone else.
     """
-    pass_outputs = pass_outputs or {}
+    producers = producers or {}
+    placement = actual.placement
     context = find_context(step.context, actual)
     execution = find_execution(step, actual, context)
     execution_write = None
     if execution is None:
         execution_write = ExecutionWrite(Op.CREATE, step.execution, None, ())
     else:
-        changes = execution_changes(step.execution, execution)
+        changes = execution_changes(step.execution, execution, placement)
         if context is None:
             # The context is new but the execution is not: re-put it so the
             # transaction associates it with the context.
             changes += ("association",)
         if changes:
-            op = Op.ADOPT if execution.external_id is None else Op.UPDATE
-            execution_write = ExecutionWrite(op, step.execution, execution, changes)
+            execution_write = ExecutionWrite(_op(execution, placement), step.execution, execution, changes)
 
     # Inputs: an INPUT event with the same key, or to the same artifact
     # (MLMD allows one event per execution, artifact and type), satisfies one.
@@ -338,15 +445,17 @@ def plan_step(
             event = next(e for e in input_events if e.path_key == want.name)
             linked.append(LinkedInput(want.name, want.uri, event.artifact_id))
             continue
-        upstream = pick_upstream(actual.artifacts_by_uri.get(want.uri, ()))
-        if upstream is not None:
-            if upstream.id in linked_artifacts:
-                linked.append(LinkedInput(want.name, want.uri, upstream.id))
+        upstream = own_upstream(want, step, actual, producers)
+        if upstream is None:
+            pending.append(want)
+        elif upstream.stored_id is not None:
+            if upstream.stored_id in linked_artifacts:
+                linked.append(LinkedInput(want.name, want.uri, upstream.stored_id))
                 continue
-            linked_artifacts.add(upstream.id)
-            links.append(InputLink(want.name, want.uri, upstream.id, None))
-        elif want.uri in pass_outputs and pass_outputs[want.uri] not in {link.artifact_key for link in links}:
-            links.append(InputLink(want.name, want.uri, None, pass_outputs[want.uri]))
+            linked_artifacts.add(upstream.stored_id)
+            links.append(InputLink(want.name, want.uri, upstream.stored_id, None))
+        elif upstream.key not in {link.artifact_key for link in links}:
+            links.append(InputLink(want.name, want.uri, None, upstream.key))
         else:
             pending.append(want)
 
@@ -359,8 +468,8 @@ def plan_step(
         if stored is None:
             outputs.append(OutputWrite(Op.CREATE, want, None, add_event=True))
             continue
-        changes = artifact_changes(want, stored)
-        op = None if not changes else (Op.ADOPT if stored.external_id is None else Op.UPDATE)
+        changes = artifact_changes(want, stored, placement)
+        op = _op(stored, placement) if changes else None
         add_event = stored.id not in evented
         if op is None and not add_event:
             stored_outputs.append((want, stored.id))
@@ -376,17 +485,8 @@ def plan_step(
         linked_inputs=tuple(linked),
         stored_outputs=tuple(stored_outputs),
         pending_inputs=tuple(pending),
+        stored_execution=execution,
     )
-
-
-def pass_outputs_by_uri(steps: Iterable[DesiredStep], actual: ActualState) -> dict[str, str]:
-    """URI -> key of the outputs this pass will create (not yet stored under any id)."""
-    found: dict[str, str] = {}
-    for step in steps:
-        for out in step.outputs or ():
-            if out.key not in actual.artifacts and out.uri not in actual.artifacts_by_uri:
-                found.setdefault(out.uri, out.key)
-    return found
 
 
 def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
@@ -410,17 +510,20 @@ def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
 
 
 def plan_workflow(
-    steps: Sequence[DesiredStep], actual: ActualState, pass_outputs: Mapping[str, str] | None = None
+    steps: Sequence[DesiredStep],
+    actual: ActualState,
+    producers: Mapping[OutputWhere, WorkflowOutput] | None = None,
 ) -> WorkflowPlan:
     """The plan for the steps of one workflow (all with the same run context), producers first.
 
-    `pass_outputs` is as for `plan_step`. Raises PodError when the run context belongs to
-    someone else: then no step of the workflow can be written.
+    `producers` is as for `plan_step` (by default the outputs of `steps`). Raises PodError
+    when the run context belongs to someone else: then no step of the workflow can be written.
     """
     context = steps[0].context
     context_write = plan_context(context, actual)
     stored = actual.contexts.get(context.name)
-    plans = [plan_step(step, actual, pass_outputs) for step in steps]
+    producers = workflow_outputs(steps, actual) if producers is None else producers
+    plans = [plan_step(step, actual, producers) for step in steps]
     return WorkflowPlan(context, stored.id if stored else None, context_write, tuple(order_for_apply(plans)))
 
 
@@ -429,11 +532,14 @@ def plan_workflows(
 ) -> tuple[list[WorkflowPlan], list[tuple[DesiredStep, PodError]]]:
     """Plans for the steps of one pass: one per workflow, in the order the workflows first appear.
 
-    An input may link to an output another step of the pass creates. Returns the plans and
-    the steps that cannot be planned, each with its error (every step of a workflow whose
-    run context belongs to someone else).
+    An input may link to an output another step of its Workflow creates in this pass. That
+    step is looked for in the whole pass, not only under the same run context: a pod whose
+    workflow label disagrees with its owner Workflow plans under another context name, and
+    its link must still be made in this pass. Returns the plans and the steps that cannot be
+    planned, each with its error (every step of a workflow whose run context belongs to
+    someone else).
     """
-    upcoming = pass_outputs_by_uri(steps, actual)
+    producers = workflow_outputs(steps, actual)
     by_workflow: dict[str, list[DesiredStep]] = {}
     for step in steps:
         by_workflow.setdefault(step.context.name, []).append(step)
@@ -441,7 +547,7 @@ def plan_workflows(
     refused: list[tuple[DesiredStep, PodError]] = []
     for group in by_workflow.values():
         try:
-            plans.append(plan_workflow(group, actual, upcoming))
+            plans.append(plan_workflow(group, actual, producers))
         except PodError as exc:
             refused += [(step, exc) for step in group]
     return plans, refused

@@ -132,6 +132,7 @@ class StoredExecution:
     properties: Properties
     custom_properties: Properties
     state: ExecutionState
+    name: str | None = None  # our key on MLMD without external_id (reconcile/keys.py)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ class StoredArtifact:
     type_name: str
     uri: str
     custom_properties: Properties
+    name: str | None = None  # our key on MLMD without external_id (reconcile/keys.py)
+    # Declared properties: none on today's artifact types, but types made before KFP PR
+    # #4004 declare some, and an update must carry them or MLMD deletes them.
+    properties: Properties = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

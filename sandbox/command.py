@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sandbox.mlmd_venvs import LEGACY_VERSIONS
+
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `sandbox` to the command line's subcommands."""
@@ -44,6 +46,14 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="after the runs, keep the emulated cluster, MLMD and the controller up until Ctrl-C, and "
         "print kubectl, verify and reconcile --dry-run commands that work against them",
     )
+    box.add_argument(
+        "--mlmd-version",
+        choices=(*LEGACY_VERSIONS, "current"),
+        default="current",
+        help="the MLMD server to start over <workdir>/mlmd.sqlite: 1.0.0 (KFP 1.7), 1.5.0 (KFP 1.8), "
+        "1.14.0 (KFP 2.0.2 on), or current (the project's own; default); an old one's venv is made "
+        "on first use (docs/mlmd-versions.md)",
+    )
     box.set_defaults(handler=run_command)
 
 
@@ -51,9 +61,14 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the demo as the flags say; its exit code (1 when the last pass had errors)."""
     from controller.exits import EXIT_OK, EXIT_POD_ERRORS, UsageError
     from sandbox.demo import run_demo
+    from sandbox.mlmd_legacy import LegacyServerError
+    from sandbox.mlmd_venvs import MlmdVenvError
+    from store.errors import StoreUnavailableError
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
+    if args.mlmd and args.mlmd_version != "current":
+        raise UsageError("--mlmd-version starts a server; --mlmd uses one that runs: give one of them")
     try:
         result = run_demo(
             args.runs,
@@ -63,7 +78,10 @@ def run_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             mlmd_url=args.mlmd,
             keep=args.keep,
+            mlmd_version=args.mlmd_version,
         )
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    except (MlmdVenvError, LegacyServerError) as exc:  # exit 3: MLMD could not be started
+        raise StoreUnavailableError(f"MLMD {args.mlmd_version}: {exc}") from None
     return EXIT_POD_ERRORS if result.errors else EXIT_OK

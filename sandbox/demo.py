@@ -1,6 +1,7 @@
 """`kfp-metadata-reconciler sandbox`: the whole loop on a laptop, no cluster needed.
 
-Starts the Kubernetes API emulator, MLMD (the project's gRPC server over SQLite),
+Starts the Kubernetes API emulator, MLMD (the project's gRPC server over SQLite, or the
+server of an older MLMD release, as KFP 1.7, 1.8 or 2.0.2 run it: `mlmd_version`),
 the Argo/KFP v1 simulator and the controller itself (watch + resync, real
 `kubernetes` client over HTTP); runs the project's own compiled KFP v1
 pipelines (`sandbox.pipelines`) paced like a cluster while the controller
@@ -144,15 +145,18 @@ def run_demo(
     seed: int = 0,
     mlmd_url: str | None = None,
     keep: bool = False,
+    mlmd_version: str = "current",
     out: Any = sys.stdout,
 ) -> DemoResult:
     """Run `runs` workflows to completion and reconcile MLMD with them.
 
     The workflows are the project's own pipelines, or those compiled into
-    `pipelines_dir` (see `demo_workflows`). With no `mlmd_url`, the project's MLMD
-    gRPC server is started over a fresh SQLite file in `workdir`, so the demo
-    uses the production path. The cluster is dumped to `workdir`/cluster.json.
-    With `keep`, everything stays up until Ctrl-C before this returns.
+    `pipelines_dir` (see `demo_workflows`). With no `mlmd_url`, the MLMD gRPC server
+    of `mlmd_version` ("current": the project's own; "1.0.0", "1.5.0", "1.14.0": an old
+    release's, its venv made first if missing) is started over a fresh SQLite file in
+    `workdir`, so the demo uses the production path against that server. The cluster is
+    dumped to `workdir`/cluster.json. With `keep`, everything stays up until Ctrl-C
+    before this returns.
     """
     workflows = demo_workflows(pipelines_dir)
     workdir = (workdir or Path(".sandbox")).resolve()
@@ -160,14 +164,17 @@ def run_demo(
     mlmd_file = workdir / "mlmd.sqlite"
     mlmd_server = None
     if mlmd_url is None:
-        from store.server import MetadataServer
+        from sandbox.mlmd_legacy import CURRENT, versioned_server
+        from sandbox.mlmd_venvs import installed_venv
 
+        if mlmd_version != CURRENT and installed_venv(mlmd_version) is None:
+            print(f"making the venv of ml-metadata {mlmd_version} (once; about a minute)", file=out)
         mlmd_file.unlink(missing_ok=True)
-        mlmd_server = MetadataServer(f"sqlite:///{mlmd_file}")
+        mlmd_server = versioned_server(mlmd_version, f"sqlite:///{mlmd_file}", install=True)
         mlmd_server.start()
         mlmd_url = mlmd_server.url
     try:
-        return _run(runs, profile, workdir, workflows, seed, mlmd_url, mlmd_server, keep, out)
+        return _run(runs, profile, workdir, workflows, seed, mlmd_url, mlmd_server, mlmd_version, keep, out)
     finally:
         if mlmd_server is not None:
             mlmd_server.stop()
@@ -182,6 +189,7 @@ def _run(
     mlmd_url: str,
     mlmd_server: Any,
     keep: bool,
+    mlmd_version: str,
     out: Any,
 ) -> DemoResult:
     from controller.health import HealthServer, Readiness
@@ -191,14 +199,17 @@ def _run(
     from controller.settings import Settings
     from sandbox.apiserver import ApiServer
     from sandbox.simulator import Simulator
+    from store.capabilities import probe_capabilities
     from store.connect import open_store
 
     with ApiServer() as server:
         kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
         hint = "kept up after the runs" if keep else "up while the demo runs; --keep leaves it up"
         print(f"API emulator:  {server.url}  ({hint})", file=out)
-        where = f" (the project's gRPC server over {workdir / 'mlmd.sqlite'})" if mlmd_server else ""
+        server_name = "the project's gRPC server" if mlmd_version == "current" else f"MLMD {mlmd_version}"
+        where = f" ({server_name} over {workdir / 'mlmd.sqlite'})" if mlmd_server else ""
         print(f"MLMD:          {mlmd_url}{where}", file=out)
+        print(f"               {probe_capabilities(open_store(mlmd_url)).summary()}", file=out)
         settings = Settings(
             kubeconfig=str(kubeconfig),
             mlmd_url=mlmd_url,

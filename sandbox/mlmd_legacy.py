@@ -93,8 +93,10 @@ class LegacyMlmdServer:
     """The MLMD server of an old ml-metadata release, in a child process of that release's venv.
 
     ``store_url`` is ``sqlite:///file`` or ``mysql://...``; the old library creates the file,
-    the database and its schema (of its own schema version) as its real server would. The
-    child's stderr (the library's native log lines) goes to :attr:`log_path`.
+    the database and its schema (of its own schema version) as its real server would. An
+    existing store of an older schema is refused, unless ``upgrade_schema`` migrates it to the
+    release's schema (as KFP's upgrade from 1.8 to 2.0.2 does). The child's stderr (the
+    library's native log lines) goes to :attr:`log_path`.
     """
 
     def __init__(
@@ -106,9 +108,11 @@ class LegacyMlmdServer:
         port: int = 0,
         venv_root: Path | None = None,
         install: bool = False,
+        upgrade_schema: bool = False,
     ) -> None:
         """Configure; ``install`` makes the venv on :meth:`start` if it is missing."""
         self.version = release(version).version
+        self.upgrade_schema = upgrade_schema
         self._target: StoreTarget = parse_store_url(store_url)
         if not self._target.embedded or self._target.path == ":memory:":
             raise LegacyServerError(f"an MLMD server needs a sqlite file or mysql URL, not {self._target}")
@@ -169,8 +173,9 @@ class LegacyMlmdServer:
         deadline = time.monotonic() + timeout_s
         # -I: only the venv's packages; the script's folder (sandbox/) must not shadow the
         # standard library (sandbox/selectors.py would).
+        command = [str(python), "-I", str(_SERVER_SCRIPT), "--host", self._host, "--port", str(self._port)]
         process = subprocess.Popen(
-            [str(python), "-I", str(_SERVER_SCRIPT), "--host", self._host, "--port", str(self._port)],
+            command + (["--upgrade-schema"] if self.upgrade_schema else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -251,12 +256,26 @@ class LegacyMlmdServer:
 
 
 def versioned_server(
-    version: str, store_url: str, *, port: int = 0, venv_root: Path | None = None, install: bool = False
+    version: str,
+    store_url: str,
+    *,
+    port: int = 0,
+    venv_root: Path | None = None,
+    install: bool = False,
+    upgrade_schema: bool = False,
 ) -> MlmdServer:
-    """A stopped MLMD server of ``version`` (``"current"`` or an old release) over ``store_url``."""
+    """A stopped MLMD server of ``version`` (``"current"`` or an old release) over ``store_url``.
+
+    ``upgrade_schema`` lets an old release migrate an older schema to its own; the project's
+    own server never migrates (``store/schema.py``).
+    """
     if version == CURRENT:
+        if upgrade_schema:
+            raise LegacyServerError("the project's own MLMD server never migrates a schema")
         return MetadataServer(store_url, port=port)
-    return LegacyMlmdServer(version, store_url, port=port, venv_root=venv_root, install=install)
+    return LegacyMlmdServer(
+        version, store_url, port=port, venv_root=venv_root, install=install, upgrade_schema=upgrade_schema
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

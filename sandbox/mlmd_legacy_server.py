@@ -14,12 +14,16 @@ the same name -- the call MLMD's own C++ server makes -- so:
 
 Usage (normally through ``sandbox/mlmd_legacy.py``)::
 
-    <venv>/bin/python mlmd_legacy_server.py [--host 127.0.0.1] [--port 0] < connection_config.pb
+    <venv>/bin/python mlmd_legacy_server.py [--host H] [--port P] [--upgrade-schema] < config.pb
 
 The store's ``ml_metadata.ConnectionConfig`` arrives serialized on stdin (so no password is
 ever on a command line); a field the release does not know is ignored there too. Once
 serving, one line goes to stdout: ``serving ml-metadata <version> on <host>:<port>``. SIGTERM
 or SIGINT stop it (exit 0); a store that cannot be opened exits 1 with one line on stderr.
+
+Like the real server, it never changes the schema of a store that exists, unless told to
+(``--upgrade-schema``: ``MigrationOptions.enable_upgrade_migration``, what KFP's upgrade
+does when it moves from MLMD 1.5.0 to 1.14.0 and the database from schema 7 to 10).
 """
 
 from __future__ import annotations
@@ -83,11 +87,14 @@ class LegacyService:
         return grpc.unary_unary_rpc_method_handler(handle)
 
 
-def open_library_store(config_bytes: bytes) -> Any:
-    """Open (creating if needed) the store described by a serialized ``ConnectionConfig``."""
+def open_library_store(config_bytes: bytes, upgrade_schema: bool = False) -> Any:
+    """Open (creating if needed) the store described by a serialized ``ConnectionConfig``.
+
+    An older schema is migrated to this release's only with ``upgrade_schema``.
+    """
     config = metadata_store_pb2.ConnectionConfig()
     config.ParseFromString(config_bytes)
-    migration = metadata_store_pb2.MigrationOptions()  # never upgrades: like the real server
+    migration = metadata_store_pb2.MigrationOptions(enable_upgrade_migration=upgrade_schema)
     return serialized_api.CreateMetadataStore(config.SerializeToString(), migration.SerializeToString())
 
 
@@ -96,6 +103,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
+    parser.add_argument(
+        "--upgrade-schema", action="store_true", help="migrate an older schema to this release's"
+    )
     return parser.parse_args(argv)
 
 
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; the exit code."""
     args = parse_arguments(argv)
     try:
-        handle = open_library_store(sys.stdin.buffer.read())
+        handle = open_library_store(sys.stdin.buffer.read(), args.upgrade_schema)
     except Exception as exc:  # the library raises RuntimeError or its own StatusError
         print(f"error: cannot open the store: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

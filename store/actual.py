@@ -1,4 +1,5 @@
-"""Actual state: batched MLMD reads for the steps of one pass.
+"""Actual state: batched MLMD reads for the steps of one pass, by external_id (MLMD 1.11 on;
+without external ids, store/actual_by_context.py reads run context by run context).
 
 Never one query per pod and never a scan of all contexts: records are read
 by external_id in batches; only where a step's key is missing (a new step,
@@ -63,7 +64,7 @@ def _artifacts_by_uri(store: metadata_store.MetadataStore, uris: list[str]) -> l
     return found
 
 
-def _lookup(call: Callable[[Sequence[Any]], Iterable[Any]], ids: Sequence[Any]) -> list[Any]:
+def lookup(call: Callable[[Sequence[Any]], Iterable[Any]], ids: Sequence[Any]) -> list[Any]:
     """A batched get; MLMD answers NotFound when none of the ids exist."""
     try:
         return list(call(ids))
@@ -71,7 +72,7 @@ def _lookup(call: Callable[[Sequence[Any]], Iterable[Any]], ids: Sequence[Any]) 
         return []
 
 
-def _unique(items: Iterable[T]) -> list[T]:
+def unique(items: Iterable[T]) -> list[T]:
     return list(dict.fromkeys(items))
 
 
@@ -80,18 +81,18 @@ def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep
     actual = ActualState()
 
     # Run contexts: ours by key, then by name (those the upstream writer made).
-    keys = _unique(s.context.key for s in steps)
+    keys = unique(s.context.key for s in steps)
     for part in chunks(keys):
-        for proto in _lookup(store.get_contexts_by_external_ids, part):
+        for proto in lookup(store.get_contexts_by_external_ids, part):
             actual.contexts[proto.name] = stored_context(proto)
-    missing_names = _unique(s.context.name for s in steps if s.context.name not in actual.contexts)
+    missing_names = unique(s.context.name for s in steps if s.context.name not in actual.contexts)
     for proto in _contexts_by_name(store, missing_names):
         actual.contexts[proto.name] = stored_context(proto)
 
     # Executions by key; for steps still missing one, their context's executions.
-    exec_keys = _unique(s.execution.key for s in steps)
+    exec_keys = unique(s.execution.key for s in steps)
     for part in chunks(exec_keys):
-        for proto in _lookup(store.get_executions_by_external_ids, part):
+        for proto in lookup(store.get_executions_by_external_ids, part):
             actual.executions[proto.external_id] = stored_execution(proto)
     to_scan = set()
     for step in steps:
@@ -109,27 +110,27 @@ def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep
         ]
 
     # Events of every execution a step may use.
-    execution_ids = _unique(
+    execution_ids = unique(
         [e.id for e in actual.executions.values()]
         + [e.id for group in actual.context_executions.values() for e in group]
     )
     for part in chunks(execution_ids):
-        for proto in _lookup(store.get_events_by_execution_ids, part):
+        for proto in lookup(store.get_events_by_execution_ids, part):
             actual.events.setdefault(proto.execution_id, []).append(stored_event(proto))
 
     # Output artifacts by key; those named only by an upstream OUTPUT event by id.
-    artifact_keys = _unique(a.key for s in steps for a in s.outputs or ())
+    artifact_keys = unique(a.key for s in steps for a in s.outputs or ())
     for part in chunks(artifact_keys):
-        for proto in _lookup(store.get_artifacts_by_external_ids, part):
+        for proto in lookup(store.get_artifacts_by_external_ids, part):
             actual.artifacts[proto.external_id] = stored_artifact(proto)
-    wanted_ids = _unique(
+    wanted_ids = unique(
         e.artifact_id for events in actual.events.values() for e in events if e.kind == EventKind.OUTPUT
     )
     known = {a.id for a in actual.artifacts.values()}
     untracked = [i for i in wanted_ids if i not in known]
     # Only records the upstream writer made lack keys, so this is empty once adopted.
     for part in chunks(untracked):
-        for proto in _lookup(store.get_artifacts_by_id, part):
+        for proto in lookup(store.get_artifacts_by_id, part):
             actual.artifacts_by_id[proto.id] = stored_artifact(proto)
 
     # Upstream artifacts of inputs not yet linked by an INPUT event with their key.
@@ -141,7 +142,7 @@ def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep
         for event in actual.events.get(execution.id, ()):
             if event.kind == EventKind.INPUT and event.path_key is not None:
                 linked.add((step.execution.key, event.path_key))
-    uris = _unique(i.uri for s in steps for i in s.inputs if (s.execution.key, i.name) not in linked)
+    uris = unique(i.uri for s in steps for i in s.inputs if (s.execution.key, i.name) not in linked)
     for proto in _artifacts_by_uri(store, uris):
         actual.artifacts_by_uri.setdefault(proto.uri, []).append(stored_artifact(proto))
     return actual

@@ -82,6 +82,8 @@ class _Subgraph:
             if write.stored is not None:
                 proto.id = write.stored.id
                 proto.type_id = self.types.execution_type_id(write.stored.type_name)
+                if write.stored.name:  # keyed by name before an upgrade: MLMD keeps names anyway
+                    proto.name = write.stored.name
             fill(proto.properties, props)
             fill(proto.custom_properties, custom)
             index = len(self.executions)
@@ -99,6 +101,10 @@ class _Subgraph:
                 if out.stored is not None:
                     artifact.id = out.stored.id
                     artifact.type_id = self.types.artifact_type_id(out.stored.type_name)
+                    if out.stored.name:
+                        artifact.name = out.stored.name
+                    # An update replaces the declared properties too (old types declare some).
+                    fill(artifact.properties, out.stored.properties)
                 fill(artifact.custom_properties, out.merged_custom_properties())
                 self.artifact_index[out.desired.key] = len(self.artifacts)
                 self.artifacts.append(artifact)

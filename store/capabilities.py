@@ -16,6 +16,11 @@ proves nothing; :func:`probe_capabilities` asks instead:
   the call is one transaction besides), a server without it answers ``UNIMPLEMENTED``.
 
 The embedded library (1.16/1.17) has all three.
+
+The capabilities decide how the reconciler reads and writes (:attr:`Capabilities.key_placement`):
+with all three, keys in ``external_id``, reads by key and one ``put_lineage_subgraph`` per
+workflow; without them (MLMD 1.0.0, 1.5.0), keys in the records' ``name``, reads run context by
+run context and one ``put_execution`` per step (docs/identity-keys.md).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from reconcile.keys import KeyPlacement
 from store.errors import StoreUnavailableError
 
 __all__ = ["ALL_CAPABILITIES", "Capabilities", "probe_capabilities"]
@@ -44,12 +50,19 @@ class Capabilities:
     lineage_subgraph: bool
     filter_query: bool
 
-    def summary(self) -> str:
-        """One log line: ``MLMD capabilities: external_id=no put_lineage_subgraph=no filter_query=yes``."""
-        flags = " ".join(f"{name}={'yes' if present else 'no'}" for name, present in self.to_json().items())
-        return f"MLMD capabilities: {flags}"
+    @property
+    def key_placement(self) -> KeyPlacement:
+        """Where records keep their keys: ``external_id`` only with all three APIs, else ``name``.
 
-    def to_json(self) -> dict[str, bool]:
+        Reads by key need ``filter_query`` besides (a run context by name, artifacts by URI), and
+        the workflow-at-once writes ``put_lineage_subgraph``; every server with external ids
+        (1.11.0 on) has both.
+        """
+        if self.external_ids and self.lineage_subgraph and self.filter_query:
+            return KeyPlacement.EXTERNAL_ID
+        return KeyPlacement.NAME
+
+    def flags(self) -> dict[str, bool]:
         """``{"external_id": ..., "put_lineage_subgraph": ..., "filter_query": ...}`` (MLMD's names)."""
         fields = asdict(self)
         return {
@@ -57,6 +70,20 @@ class Capabilities:
             "put_lineage_subgraph": fields["lineage_subgraph"],
             "filter_query": fields["filter_query"],
         }
+
+    def summary(self) -> str:
+        """One line: ``MLMD capabilities: external_id=no put_lineage_subgraph=no filter_query=yes
+        (keys in name, one put_execution per step)``."""
+        flags = " ".join(f"{name}={'yes' if present else 'no'}" for name, present in self.flags().items())
+        if self.key_placement is KeyPlacement.EXTERNAL_ID:
+            mode = "keys in external_id, one put_lineage_subgraph per workflow"
+        else:
+            mode = "keys in name, one put_execution per step"
+        return f"MLMD capabilities: {flags} ({mode})"
+
+    def to_json(self) -> dict[str, bool | str]:
+        """:meth:`flags` and ``"key_placement"``: ``"external_id"`` or ``"name"``."""
+        return {**self.flags(), "key_placement": self.key_placement.value}
 
 
 ALL_CAPABILITIES = Capabilities(external_ids=True, lineage_subgraph=True, filter_query=True)

@@ -84,24 +84,29 @@ def stored_context(proto: pb.Context) -> StoredContext:
     )
 
 
-def stored_execution(proto: pb.Execution) -> StoredExecution:
+def stored_execution(proto: pb.Execution, type_names: Mapping[int, str] | None = None) -> StoredExecution:
+    """`type_names` (type id -> name) for servers that do not fill in `type` (before MLMD 1.2)."""
     return StoredExecution(
         id=proto.id,
         external_id=proto.external_id or None,
-        type_name=proto.type,
+        type_name=proto.type or (type_names or {}).get(proto.type_id, ""),
         properties=_plain(proto.properties),
         custom_properties=_plain(proto.custom_properties),
         state=ExecutionState(proto.last_known_state),
+        name=proto.name or None,
     )
 
 
-def stored_artifact(proto: pb.Artifact) -> StoredArtifact:
+def stored_artifact(proto: pb.Artifact, type_names: Mapping[int, str] | None = None) -> StoredArtifact:
+    """`type_names` (type id -> name) for servers that do not fill in `type` (before MLMD 1.2)."""
     return StoredArtifact(
         id=proto.id,
         external_id=proto.external_id or None,
-        type_name=proto.type,
+        type_name=proto.type or (type_names or {}).get(proto.type_id, ""),
         uri=proto.uri,
         custom_properties=_plain(proto.custom_properties),
+        name=proto.name or None,
+        properties=_plain(proto.properties),
     )
 
 

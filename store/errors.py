@@ -108,7 +108,8 @@ def write_failure(exc: Exception) -> StoreError:
     """What a failed write transaction raised, as a store error (MLMD's or any other)."""
     if _unavailable(exc):
         error: StoreError = StoreUnavailable(_message(exc))
-    elif isinstance(exc, mlmd_errors.AlreadyExistsError):
+    elif isinstance(exc, mlmd_errors.AlreadyExistsError | mlmd_errors.AbortedError):
+        # ABORTED: put_execution lost a race to create the same run context ("retry").
         error = StoreConflict(_message(exc))
     else:
         error = StoreWriteError(_message(exc))

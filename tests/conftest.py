@@ -8,8 +8,9 @@
 * ``mlmd_server_factory`` -- ``start(version, backend)``: an MLMD gRPC server of an old
   ml-metadata release ("1.0.0", "1.5.0", "1.14.0", from the venvs scripts/test.sh installs)
   or the "current" one, over a fresh SQLite file or MariaDB database; ``versioned_mlmd`` and
-  ``versioned_grpc_url`` are parametrised over all four (SQLite). A missing interpreter or
-  venv FAILS the test;
+  ``versioned_grpc_url`` are parametrised over all four (SQLite), ``old_mlmd_url`` over the
+  three old ones, and ``every_store_url`` over the three backends of the current library and
+  the three old servers. A missing interpreter or venv FAILS the test;
 * ``api`` -- a running Kubernetes API emulator.
 
 Workflows to run come from the project's own compiled pipelines: ``sandbox.pipelines.load``.
@@ -27,7 +28,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from sandbox.mlmd_legacy import SERVER_VERSIONS, LegacyServerError, MlmdServer, versioned_server
+from sandbox.mlmd_legacy import CURRENT, SERVER_VERSIONS, LegacyServerError, MlmdServer, versioned_server
 from sandbox.mlmd_venvs import MlmdVenvError
 from store.server import MetadataServer
 
@@ -245,3 +246,24 @@ def versioned_mlmd(
 def versioned_grpc_url(versioned_mlmd: VersionedMlmd) -> str:
     """The ``grpc://`` URL of :func:`versioned_mlmd`: each MLMD server version in turn."""
     return versioned_mlmd.url
+
+
+OLD_MLMD_VERSIONS = tuple(v for v in SERVER_VERSIONS if v != CURRENT)
+
+
+@pytest.fixture(params=OLD_MLMD_VERSIONS, ids=[f"mlmd-{v}" for v in OLD_MLMD_VERSIONS])
+def old_mlmd_url(request: pytest.FixtureRequest, mlmd_server_factory: Callable[..., VersionedMlmd]) -> str:
+    """The ``grpc://`` URL of an old MLMD server ("1.0.0", "1.5.0", "1.14.0") over SQLite, in turn."""
+    return mlmd_server_factory(request.param).url
+
+
+@pytest.fixture(
+    params=[*STORE_KINDS, *OLD_MLMD_VERSIONS], ids=[*STORE_KINDS, *(f"mlmd-{v}" for v in OLD_MLMD_VERSIONS)]
+)
+def every_store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh store of every kind in turn: the current library over sqlite, mysql and grpc,
+    then the old MLMD servers 1.0.0, 1.5.0 and 1.14.0 (each over SQLite, through gRPC)."""
+    if request.param in STORE_KINDS:
+        return str(request.getfixturevalue(f"{request.param}_url"))
+    factory: Callable[..., VersionedMlmd] = request.getfixturevalue("mlmd_server_factory")
+    return factory(request.param).url

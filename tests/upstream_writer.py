@@ -1,7 +1,9 @@
 """Records written the way KFP's upstream metadata-writer writes them (contract §1).
 
 No external_id, separate non-atomic calls, pod labels pointing at the ids.
-Tests use it to build the state a migration from metadata-writer starts from.
+Tests use it to build the state a migration from metadata-writer starts from. `store` is
+any MLMD client: the embedded library, or a gRPC client of any server version (each
+old server writes with its own release's library, as it did in a KFP 1.7 or 1.8 cluster).
 """
 
 from __future__ import annotations
@@ -24,8 +26,15 @@ def _type(store: Any, kind: str, proto: Any) -> int:
         return getattr(store, f"put_{kind}_type")(proto)
 
 
-def write_like_upstream(store: Any, pod_json: dict[str, Any], *, outputs: bool = True) -> dict[str, Any]:
-    """Record one pod as metadata-writer would; return the labels/annotations it patches."""
+def write_like_upstream(
+    store: Any, pod_json: dict[str, Any], *, outputs: bool = True, key_only_bucket: str = "mlpipeline"
+) -> dict[str, Any]:
+    """Record one pod as metadata-writer would; return the labels/annotations it patches.
+
+    `key_only_bucket` is the bucket it puts in the URI of an artifact Argo reports by key
+    only: "" writes `minio:///<key>`, as the writer of KFP 1.8.5 and later does (contract §1
+    Phase B.2); the default stands for a writer that knew the bucket.
+    """
     pod = PodView.from_json(pod_json)
     wf = pod.workflow_name
     template = template_of(pod)
@@ -70,7 +79,7 @@ def write_like_upstream(store: Any, pod_json: dict[str, Any], *, outputs: bool =
     inputs = []
     for art in template.get("inputs", {}).get("artifacts", []):
         s3 = art["s3"]
-        uri = f"minio://{s3.get('bucket', 'mlpipeline')}/{s3['key']}"
+        uri = f"minio://{s3.get('bucket', key_only_bucket)}/{s3['key']}"
         found_artifacts = store.get_artifacts_by_uri(uri)
         if not found_artifacts:
             continue
@@ -91,7 +100,7 @@ def write_like_upstream(store: Any, pod_json: dict[str, Any], *, outputs: bool =
         written = []
         for art in json.loads(pod.annotations["workflows.argoproj.io/outputs"])["artifacts"]:
             out_name = art["name"].removeprefix(template["name"] + "-")
-            uri = f"minio://mlpipeline/{art['s3']['key']}"
+            uri = f"minio://{art['s3'].get('bucket', key_only_bucket)}/{art['s3']['key']}"
             atype = _type(store, "artifact", pb.ArtifactType(name=types.get(out_name, "NoType")))
             artifact = pb.Artifact(type_id=atype, uri=uri)
             artifact.custom_properties["name"].string_value = out_name

@@ -94,3 +94,18 @@ def test_command_line_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFi
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text()) == printed
     assert printed["parameters"]["quick"] is True
+
+
+def test_backfill_and_idle_resync_against_kfp_1_8s_mlmd(tmp_path: Path) -> None:
+    """`--mlmd-version 1.5.0`: one put_execution per step, then idle passes that write nothing."""
+    backfill = run("backfill", True, tmp_path / "backfill", mlmd_version="1.5.0").to_json()
+    pods = backfill["parameters"]["pods"]
+    assert backfill["parameters"]["mlmd_version"] == "1.5.0"
+    assert backfill["figures"]["errors"] == 0 and backfill["figures"]["patches"] == pods
+    assert backfill["figures"]["mlmd_transactions"] == pods  # one per step, not per workflow
+    assert backfill["bounds"]["raw_write_transactions"] == pods
+    assert backfill["details"]["actions"]["execution.create"] == pods
+    idle = run("idle-resync", True, tmp_path / "idle", mlmd_version="1.5.0").to_json()
+    assert idle["figures"]["mlmd_writes"] == 0 and idle["figures"]["patches"] == 0
+    assert idle["details"]["after_restart"]["mlmd_writes"] == 0
+    assert idle["details"]["after_restart"]["pods_unchanged"] == 0

@@ -65,9 +65,7 @@ def run_simulation(cluster: Cluster, sim: Simulator) -> None:
         ("3.6", "OnPodSuccess"),
     ],
 )
-def test_runs_converge_while_controller_is_up(
-    cluster: Cluster, profile: str, pod_gc: Any
-) -> None:
+def test_runs_converge_while_controller_is_up(cluster: Cluster, profile: str, pod_gc: Any) -> None:
     # A long resync period: after the first pass only the watch can make it converge this fast.
     controller = cluster.controller(resync_interval_s=300.0)
     controller.start()
@@ -429,9 +427,7 @@ def test_sigterm_releases_the_lease_to_the_standby(cluster: Cluster, tmp_path: P
 
 
 @pytest.mark.parametrize("pod_gc", [None, "OnPodSuccess"])
-def test_a_full_pass_in_small_chunks_converges_in_one_pass(
-    cluster: Cluster, pod_gc: Any
-) -> None:
+def test_a_full_pass_in_small_chunks_converges_in_one_pass(cluster: Cluster, pod_gc: Any) -> None:
     # Chunks of 3 pods: most chunks hold one workflow, chain10 is bigger than a chunk,
     # and with pod GC the steps whose pods are gone come from their Workflows after the
     # last chunk.
@@ -452,5 +448,57 @@ def test_a_full_pass_in_small_chunks_converges_in_one_pass(
         again = controller.run_pass("resync")
         assert again is not None and sum(again.actions.values()) == 0 and again.patch_count == 0
         assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("version", ["current", "1.5.0"])
+def test_the_mlmd_capabilities_are_logged_and_exposed_when_the_store_opens(
+    version: str,
+    cluster: Cluster,
+    mlmd_server_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One log line and a gauge per capability at the first pass, and again after a reopen."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if version != "current":
+        cluster.mlmd.stop()
+        cluster.mlmd = mlmd_server_factory(version).server
+        cluster.context_keys = False  # 1.5.0 keeps no external_id: run contexts go by name
+    sim = Simulator(cluster.api.store, "3.5", seed=9)
+    submit_all(sim, ["two_step"])
+    sim.run_until_complete()
+    controller = cluster.controller(watch_enabled=False)
+    controller.activate()
+    caplog.set_level("INFO", logger="controller.loop")
+    try:
+        for _ in range(2):
+            report = controller.run_pass("resync")
+            assert report is not None and report.errors == []
+        lines = [r for r in caplog.records if r.getMessage().startswith("MLMD capabilities: ")]
+        assert len(lines) == 1  # once per open, not per pass
+        keyed = version == "current"
+        assert (
+            lines[0]
+            .getMessage()
+            .endswith(
+                "(keys in external_id, one put_lineage_subgraph per workflow)"
+                if keyed
+                else "(keys in name, one put_execution per step)"
+            )
+        )
+        assert lines[0].mlmd_capabilities["key_placement"] == ("external_id" if keyed else "name")
+        gauges = {
+            s.labels["capability"]: s.value
+            for family in text_string_to_metric_families(controller.metrics.render().decode())
+            if family.name == "kfp_metadata_reconciler_mlmd_capability"
+            for s in family.samples
+        }
+        assert gauges == {"external_id": keyed, "put_lineage_subgraph": keyed, "filter_query": 1.0}
+        controller._drop_store()  # as after an MLMD error: the next pass opens and probes again
+        assert controller.run_pass("resync") is not None
+        assert len([r for r in caplog.records if r.getMessage().startswith("MLMD capabilities: ")]) == 2
+        assert converged(cluster)
     finally:
         controller.stop()

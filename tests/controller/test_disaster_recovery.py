@@ -16,8 +16,9 @@ import pytest
 
 from sandbox import pipelines
 from sandbox.apiserver import ApiServer
+from sandbox.mlmd_legacy import CURRENT, versioned_server
 from sandbox.simulator import Simulator
-from store.server import MetadataServer
+from tests.conftest import OLD_MLMD_VERSIONS
 from tests.controller.harness import Cluster, duplicate_counts, wait_until
 
 FIRST_HALF = ["two_step", "chain10", "exit_handler"]
@@ -39,7 +40,19 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "mariadb"])
 def dr_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Cluster, Backend]]:
-    if request.param == "sqlite":
+    yield from _dr_cluster(request, tmp_path, request.param)
+
+
+@pytest.fixture(params=OLD_MLMD_VERSIONS, ids=[f"mlmd-{v}" for v in OLD_MLMD_VERSIONS])
+def old_mlmd_dr_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Cluster, Backend]]:
+    """The stand-in cluster with an old MLMD server (over SQLite) behind it."""
+    yield from _dr_cluster(request, tmp_path, "sqlite", request.param)
+
+
+def _dr_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, version: str = CURRENT
+) -> Iterator[tuple[Cluster, Backend]]:
+    if backend == "sqlite":
         db_file = tmp_path / "mlmd.sqlite"
         store_url = f"sqlite:///{db_file}"
 
@@ -72,11 +85,17 @@ def dr_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
 
     api = ApiServer(bookmark_interval=0.5)
     api.start()
-    mlmd = MetadataServer(store_url)
+    mlmd = versioned_server(version, store_url)
     mlmd.start()
     try:
         yield (
-            Cluster(api, mlmd, api.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path),
+            Cluster(
+                api,
+                mlmd,
+                api.write_kubeconfig(tmp_path / "kubeconfig"),
+                tmp_path,
+                context_keys=version not in ("1.0.0", "1.5.0"),
+            ),
             Backend(backup, restore),
         )
     finally:
@@ -150,7 +169,17 @@ def run_with_restore(
 
 
 def test_restore_verify_reconcile_verify(dr_cluster: tuple[Cluster, Backend]) -> None:
-    cluster, backend = dr_cluster
+    restore_verify_reconcile_verify(*dr_cluster)
+
+
+def test_restore_drill_on_old_mlmd(old_mlmd_dr_cluster: tuple[Cluster, Backend]) -> None:
+    """The drill of docs/disaster-recovery.md behind KFP 1.7's, 1.8's and 2.0.2's MLMD servers."""
+    restore_verify_reconcile_verify(*old_mlmd_dr_cluster)
+
+
+def restore_verify_reconcile_verify(cluster: Cluster, backend: Backend) -> None:
+    """Restore a half-way backup, then verify (drift), reconcile --dry-run (writes nothing),
+    reconcile, verify (clean): MLMD as if never lost, labels right, nothing twice."""
     run_with_restore(cluster, backend)
     never_lost = cluster.expected_snapshot()
     assert cluster.actual_snapshot() != never_lost
@@ -179,9 +208,7 @@ def test_restore_verify_reconcile_verify(dr_cluster: tuple[Cluster, Backend]) ->
     assert duplicate_counts(cluster.mlmd.url) == {"executions": 0, "artifacts": 0, "events": 0}
 
 
-def test_restore_with_pod_gc_recovers_from_workflow_status(
-    dr_cluster: tuple[Cluster, Backend]
-) -> None:
+def test_restore_with_pod_gc_recovers_from_workflow_status(dr_cluster: tuple[Cluster, Backend]) -> None:
     cluster, backend = dr_cluster
     run_with_restore(cluster, backend, pod_gc="OnPodCompletion")
     assert cluster.api.store.list("pods") == []  # every finished step's pod is gone
@@ -250,7 +277,7 @@ def test_recovery_needs_no_more_than_the_deployments_rights(cluster: Cluster) ->
 
 
 def test_a_running_controller_that_skips_converged_steps_repairs_a_restore(
-    dr_cluster: tuple[Cluster, Backend]
+    dr_cluster: tuple[Cluster, Backend],
 ) -> None:
     # "Let it run" (docs/disaster-recovery.md): the controller stays up through the restore,
     # after its passes had learned that every step was converged and stopped comparing them.

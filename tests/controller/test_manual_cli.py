@@ -17,6 +17,7 @@ import sys
 import termios
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from sandbox import pipelines
 from sandbox.apiserver import ApiServer
 from sandbox.simulator import Simulator, generate_load
 from store.connect import open_store
+from tests.conftest import VersionedMlmd
 from tests.controller.harness import Cluster, duplicate_counts
 from tests.upstream_writer import write_like_upstream
 
@@ -547,3 +549,50 @@ def test_orphans_are_listed_but_do_not_count(cluster: Cluster) -> None:
     assert len(orphans) == 2 and report["drift_counted"] == 0
     assert all("pod and workflow are gone" in o["detail"] for o in orphans)
     assert len(executions(cluster)) == 12  # reported, never deleted
+
+
+# ---------------------------------------------------------------------- old MLMD servers
+def test_kfp_1_8_mlmd_switch_over_and_the_capabilities_line(
+    tmp_path: Path, mlmd_server_factory: Callable[..., VersionedMlmd]
+) -> None:
+    """KFP 1.8's MLMD 1.5.0 (no external ids, no put_lineage_subgraph): metadata-writer's
+    records are adopted, the rest recorded, and both commands say what the server can do."""
+    api = ApiServer(bookmark_interval=0.5)
+    api.start()
+    try:
+        served = mlmd_server_factory("1.5.0")
+        cluster = Cluster(api, served.server, api.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
+        sim = Simulator(api.store, "3.3", seed=5)
+        upstream_run = sim.submit(pipelines.load("two_step"), "kubeflow")
+        sim.submit(pipelines.load("chain10"), "kubeflow")
+        sim.run_until_complete()
+        upstream = open_store(served.url)
+        for pod in pods_of(cluster):
+            if pod["metadata"]["labels"]["workflows.argoproj.io/workflow"] == upstream_run:
+                written = write_like_upstream(upstream, pod, key_only_bucket="")
+                api.store.patch("pods", "kubeflow", pod["metadata"]["name"], {"metadata": written})
+
+        run = cli(cluster, "reconcile", "-A", "--output", "json")
+        assert run.returncode == 0, run.stderr
+        report = as_json(run)
+        assert report["capabilities"] == {
+            "external_id": False,
+            "put_lineage_subgraph": False,
+            "filter_query": True,
+            "key_placement": "name",
+        }
+        assert report["errors"] == [] and report["actions"]["execution.adopt"] == 2
+        assert report["actions"]["execution.create"] == 10
+        assert duplicate_counts(served.url) == NO_DUPLICATES
+        assert cluster.labels_correct()
+
+        check = cli(cluster, "verify", "-A")
+        assert check.returncode == 0, check.stdout + check.stderr
+        line = next(ln for ln in check.stdout.splitlines() if ln.startswith("MLMD capabilities: "))
+        assert line == (
+            "MLMD capabilities: external_id=no put_lineage_subgraph=no filter_query=yes "
+            "(keys in name, one put_execution per step)"
+        )
+        assert summary_lines(check.stdout)["drift found"] == 0
+    finally:
+        api.stop()

@@ -1,5 +1,7 @@
 """Golden tests: the project's pipelines run by the simulator, recorded field by field as
-docs/kfp-contract.md says the KFP UI and cache server need them."""
+docs/kfp-contract.md says the KFP UI and cache server need them -- with the current library
+on every Argo profile, and through the old MLMD servers (1.0.0, 1.5.0, 1.14.0), where what
+the UI reads must be exactly what the current library records."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sandbox import pipelines
 from sandbox.simulator import simulate
 from store.connect import open_store
 from store.metadata import MetadataStore
+from tests.mlmd_snapshot import type_name, ui_view
 from tests.store.test_converge import apply_patches
 
 # Between them: chains, fan-out/in through a volume, exit handlers, raw ContainerOps, nested
@@ -46,10 +49,26 @@ def value(v: Any) -> Any:
 @pytest.mark.parametrize("profile", ["3.1", "3.3", "3.5", "3.6"])
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_pipeline_recorded_per_contract(pipeline: str, profile: str, tmp_path: Path) -> None:
-    run = simulate(pipelines.load(pipeline), profile, seed=3)
-    pods = [p for p in run.pods if p["status"]["phase"] in ("Succeeded", "Failed")]
+    recorded_per_contract(
+        open_store(f"sqlite:///{tmp_path}/m.sqlite"), simulate(pipelines.load(pipeline), profile, seed=3)
+    )
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_pipeline_recorded_per_contract_on_old_mlmd(pipeline: str, old_mlmd_url: str, tmp_path: Path) -> None:
+    run = simulate(pipelines.load(pipeline), "3.5", seed=3)
+    store = open_store(old_mlmd_url)
+    recorded_per_contract(store, run)
+    reference = open_store(f"sqlite:///{tmp_path}/reference.sqlite")
+    recorded_per_contract(reference, run)
+    assert ui_view(store) == ui_view(reference)
+
+
+def recorded_per_contract(store: Any, run: Any) -> None:
+    """Record the run's finished steps in one pass, check a second pass is empty, and check
+    every record and pod label field by field."""
+    pods = [json.loads(json.dumps(p)) for p in run.pods if p["status"]["phase"] in ("Succeeded", "Failed")]
     nodes = {(run.namespace, k): v for k, v in workflow_nodes(run.workflow).items()}
-    store = open_store(f"sqlite:///{tmp_path}/m.sqlite")
     report = run_pass([Chunk(pods, nodes=nodes)], MetadataStore.over(store), ReconcileOptions())
     assert report.errors == []
     assert report.pending_inputs == 0 and report.pending_outputs == 0
@@ -58,7 +77,7 @@ def test_pipeline_recorded_per_contract(pipeline: str, profile: str, tmp_path: P
     assert sum(again.actions.values()) == 0 and again.pod_patches == []
 
     [context] = store.get_contexts()
-    assert (context.type, context.name) == ("KfpRun", run.name)
+    assert (type_name(store, context, "context"), context.name) == ("KfpRun", run.name)
     assert {k: value(v) for k, v in context.properties.items()} == {
         "pipeline_name": run.name,
         "run_id": run.name,
@@ -92,7 +111,7 @@ def test_pipeline_recorded_per_contract(pipeline: str, profile: str, tmp_path: P
         if spec_text:
             spec = json.loads(spec_text)
             digest = hashlib.sha256(spec_text.encode()).hexdigest()
-            assert execution.type == f"components.{spec['name']}@sha256={digest}"
+            assert type_name(store, execution, "execution") == f"components.{spec['name']}@sha256={digest}"
             assert props["component_id"] == spec["name"]
             args = meta["annotations"].get(KFP + "arguments.parameters")
             try:
@@ -101,7 +120,7 @@ def test_pipeline_recorded_per_contract(pipeline: str, profile: str, tmp_path: P
                 expected_inputs = set()  # Argo's loop substitution broke the JSON: a warning
             assert {k for k in custom if k.startswith("input:")} == expected_inputs
         else:
-            assert execution.type.startswith("components.")
+            assert type_name(store, execution, "execution").startswith("components.")
         assert meta["labels"][KFP + "metadata_context_id"] == str(context.id)
         assert meta["labels"][KFP + "metadata_written"] == "true"
 
@@ -114,7 +133,7 @@ def test_pipeline_recorded_per_contract(pipeline: str, profile: str, tmp_path: P
             artifact = artifacts[out["id"]]
             assert artifact.id in attributed
             assert artifact.uri == out["uri"] and artifact.uri.startswith("minio://mlpipeline/")
-            assert artifact.type == out["type"]
+            assert type_name(store, artifact, "artifact") == out["type"]
             acustom = {k: value(v) for k, v in artifact.custom_properties.items()}
             assert acustom["name"] == out["name"]
             assert acustom["pipeline_name"] == acustom["run_id"] == run.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,60 @@ def test_sandbox_keep_leaves_a_cluster_the_printed_commands_work_against(tmp_pat
     # Everything it started has stopped with it.
     gone = run_printed(commands[1], timeout=60)
     assert gone.returncode == 3, gone.stderr
+
+
+# The installed console script, as a user runs it.
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("kfp-metadata-reconciler"))
+
+
+def test_sandbox_against_kfp_1_8s_mlmd(tmp_path: Path) -> None:
+    """`sandbox --mlmd-version 1.5.0`: the loop against the MLMD server KFP 1.8 runs."""
+    run = subprocess.run(
+        [
+            CONSOLE_SCRIPT,
+            "sandbox",
+            "--runs",
+            "2",
+            "--workdir",
+            str(tmp_path),
+            "--mlmd-version",
+            "1.5.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"(MLMD 1.5.0 over {tmp_path / 'mlmd.sqlite'})" in run.stdout
+    assert "MLMD capabilities: external_id=no put_lineage_subgraph=no filter_query=yes" in run.stdout
+    assert ", 0 MLMD writes, 0 pod patches, 0 errors" in run.stdout
+    # The server is gone with the sandbox; its file is MLMD 1.5.0's (schema 7), keys in names.
+    with sqlite3.connect(tmp_path / "mlmd.sqlite") as db:
+        assert db.execute("SELECT schema_version FROM MLMDEnv").fetchall() == [(7,)]
+        names = [name for (name,) in db.execute("SELECT name FROM Execution")]
+        assert names and all(name.startswith("kfp-v1/step/kubeflow/") for name in names)
+        assert len(db.execute("SELECT id FROM Context").fetchall()) == 2
+
+
+def test_sandbox_mlmd_version_and_mlmd_url_exclude_each_other(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            CONSOLE_SCRIPT,
+            "sandbox",
+            "--workdir",
+            str(tmp_path),
+            "--mlmd-version",
+            "1.0.0",
+            "--mlmd",
+            f"sqlite:///{tmp_path}/x.sqlite",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert (
+        run.stderr == "error: --mlmd-version starts a server; --mlmd uses one that runs: give one of them\n"
+    )

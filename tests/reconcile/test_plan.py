@@ -13,6 +13,7 @@ import pytest
 
 from reconcile import keys
 from reconcile.errors import Reason
+from reconcile.keys import KeyPlacement
 from reconcile.plan import ActualState, WorkflowPlan, plan_step, plan_workflow, plan_workflows
 from reconcile.records import (
     DesiredArtifact,
@@ -51,11 +52,13 @@ def step(
     outputs: tuple[tuple[str, str], ...] | None = (),
     state: ExecutionState = COMPLETE,
     component: str = "op",
+    namespace: str = NS,
+    uid: str = UID,
 ) -> DesiredStep:
     """Step `node` of `workflow`; its pod is `<workflow>-<node>`; outputs are (name, uri)."""
     pod = f"{workflow}-{node}"
     execution = DesiredExecution(
-        key=keys.execution_key(NS, UID, node),
+        key=keys.execution_key(namespace, uid, node),
         type_name="components.op",
         properties={"pipeline_name": workflow, "run_id": workflow, "component_id": component},
         custom_properties={"kfp_pod_name": pod},
@@ -64,11 +67,11 @@ def step(
     outs = None
     if outputs is not None:
         outs = tuple(
-            DesiredArtifact(keys.output_artifact_key(NS, UID, node, name), name, "Artifact", uri, {})
+            DesiredArtifact(keys.output_artifact_key(namespace, uid, node, name), name, "Artifact", uri, {})
             for name, uri in outputs
         )
     return DesiredStep(
-        ref=StepRef(NS, workflow, UID, node, pod),
+        ref=StepRef(namespace, workflow, uid, node, pod),
         context=context(workflow),
         execution=execution,
         inputs=tuple(DesiredInput(name, uri) for name, uri in inputs),
@@ -76,12 +79,12 @@ def step(
     )
 
 
-def out_key(node: str, name: str) -> str:
-    return keys.output_artifact_key(NS, UID, node, name)
+def out_key(node: str, name: str, namespace: str = NS, uid: str = UID) -> str:
+    return keys.output_artifact_key(namespace, uid, node, name)
 
 
-def exec_key(node: str) -> str:
-    return keys.execution_key(NS, UID, node)
+def exec_key(node: str, namespace: str = NS, uid: str = UID) -> str:
+    return keys.execution_key(namespace, uid, node)
 
 
 # --- stored records ---------------------------------------------------------------------
@@ -93,22 +96,29 @@ def stored_context(id: int, workflow: str = "wf", *, external_id: str | None = "
 
 
 def stored_execution(
-    id: int, desired: DesiredStep, *, keyed: bool = True, state: ExecutionState | None = None, **props: str
+    id: int,
+    desired: DesiredStep,
+    *,
+    keyed: bool = True,
+    named: bool = False,
+    state: ExecutionState | None = None,
+    **props: str,
 ) -> StoredExecution:
-    """The execution as we would have written it, with `props` changed."""
+    """The execution as we would have written it (key in external_id, or in name), `props` changed."""
     execution = desired.execution
     return StoredExecution(
         id=id,
-        external_id=execution.key if keyed else None,
+        external_id=execution.key if keyed and not named else None,
         type_name=execution.type_name,
         properties={**execution.properties, **props},
         custom_properties=dict(execution.custom_properties),
         state=execution.state if state is None else state,
+        name=execution.key if named else None,
     )
 
 
-def stored_artifact(id: int, uri: str, key: str | None = None) -> StoredArtifact:
-    return StoredArtifact(id, key, "Artifact", uri, {})
+def stored_artifact(id: int, uri: str, key: str | None = None, *, named: bool = False) -> StoredArtifact:
+    return StoredArtifact(id, None if named else key, "Artifact", uri, {}, name=key if named else None)
 
 
 def output_event(execution: StoredExecution, artifact: StoredArtifact, name: str) -> StoredEvent:
@@ -125,13 +135,18 @@ def state(
     artifacts: tuple[StoredArtifact, ...] = (),
     events: tuple[StoredEvent, ...] = (),
     scanned: dict[int, list[StoredExecution]] | None = None,
+    placement: KeyPlacement = KeyPlacement.EXTERNAL_ID,
 ) -> ActualState:
-    """The ActualState a complete read of these records gives (`scanned`: contexts' executions)."""
-    actual = ActualState()
+    """The ActualState a complete read of these records gives (`scanned`: contexts' executions).
+
+    Records are found by key where `placement` keeps keys, as store/ reads them.
+    """
+    actual = ActualState(placement=placement)
+    by_key = (lambda r: r.external_id) if placement is KeyPlacement.EXTERNAL_ID else (lambda r: r.name)
     actual.contexts = {c.name: c for c in contexts}
-    actual.executions = {e.external_id: e for e in executions if e.external_id}
+    actual.executions = {by_key(e): e for e in executions if by_key(e)}
     actual.context_executions = scanned or {}
-    actual.artifacts = {a.external_id: a for a in artifacts if a.external_id}
+    actual.artifacts = {by_key(a): a for a in artifacts if by_key(a)}
     actual.artifacts_by_id = {a.id: a for a in artifacts}
     for artifact in artifacts:
         actual.artifacts_by_uri.setdefault(artifact.uri, []).append(artifact)
@@ -241,16 +256,168 @@ CASES = [
         [("context.create", "wf"), ("execution.update", f"{exec_key('a')} (association)")],
     ),
     Case(
-        "an input links to the stored artifact of its URI",
+        "an input links to its own upstream step's stored output",
         (CONSUMER,),
-        state((DONE_CTX,), (stored_execution(11, CONSUMER),), (UPSTREAM_OUT,)),
+        state((DONE_CTX,), (stored_execution(11, CONSUMER),), (DONE_OUT,)),
         [("event.input", f"{exec_key('b')} <- in (s3://b/a/out)")],
     ),
     Case(
         "two inputs of one artifact link once (one event per execution, artifact and type)",
         (step("b", inputs=(("in", "s3://x"), ("again", "s3://x")), outputs=()),),
-        state((DONE_CTX,), (), (stored_artifact(5, "s3://x"),)),
+        state((DONE_CTX,), (), (stored_artifact(5, "s3://x", out_key("a", "x")),)),
         [("execution.create", exec_key("b")), ("event.input", f"{exec_key('b')} <- in (s3://x)")],
+    ),
+    Case(
+        "tenant-safe: another namespace's artifact at the same URI is never an input",
+        (CONSUMER,),
+        state(
+            (DONE_CTX,), (), (stored_artifact(20, "s3://b/a/out", out_key("a", "out", namespace="team-b")),)
+        ),
+        [("execution.create", exec_key("b"))],
+        pending_inputs=1,
+    ),
+    Case(
+        "tenant-safe: a re-created workflow of the same name does not link to the old one's output",
+        (CONSUMER,),
+        state((DONE_CTX,), (), (stored_artifact(20, "s3://b/a/out", out_key("a", "out", uid="uid-0")),)),
+        [("execution.create", exec_key("b"))],
+        pending_inputs=1,
+    ),
+    Case(
+        "tenant-safe: an upstream writer's artifact whose producer is not in the pass is not an input",
+        (CONSUMER,),
+        state((DONE_CTX,), (), (UPSTREAM_OUT,)),
+        [("execution.create", exec_key("b"))],
+        pending_inputs=1,
+    ),
+    Case(
+        "an upstream writer's output its producer's step adopts in the same pass is the input",
+        (PRODUCER, CONSUMER),
+        state(
+            (UPSTREAM_CTX,),
+            (UPSTREAM_EXEC,),
+            (UPSTREAM_OUT,),
+            (output_event(UPSTREAM_EXEC, UPSTREAM_OUT, "out"),),
+            scanned={1: [UPSTREAM_EXEC]},
+        ),
+        [
+            ("context.adopt", "wf"),
+            ("execution.adopt", f"{exec_key('a')} (external_id)"),
+            ("artifact.adopt", f"{out_key('a', 'out')} (external_id)"),
+            ("execution.create", exec_key("b")),
+            ("event.input", f"{exec_key('b')} <- in (s3://b/a/out)"),
+        ],
+    ),
+    Case(
+        "same-named workflows of two namespaces in one pass: each input links to its own producer",
+        (
+            step("a", outputs=(("out", "s3://b/a/out"),), namespace="team-b"),
+            step("b", inputs=(("in", "s3://b/a/out"),), outputs=(), namespace="team-b"),
+            PRODUCER,
+            CONSUMER,
+        ),
+        state(),
+        [
+            ("context.create", "wf"),
+            ("execution.create", exec_key("a", namespace="team-b")),
+            ("artifact.create", out_key("a", "out", namespace="team-b")),
+            ("event.output", f"{exec_key('a', namespace='team-b')} -> out"),
+            ("execution.create", exec_key("b", namespace="team-b")),
+            ("event.input", f"{exec_key('b', namespace='team-b')} <- in (s3://b/a/out)"),
+            ("execution.create", exec_key("a")),
+            ("artifact.create", out_key("a", "out")),
+            ("event.output", f"{exec_key('a')} -> out"),
+            ("execution.create", exec_key("b")),
+            ("event.input", f"{exec_key('b')} <- in (s3://b/a/out)"),
+        ],
+    ),
+    Case(
+        "a pod whose workflow label disagrees with its owner Workflow still links in the same pass",
+        (PRODUCER, step("b", workflow="mislabelled", inputs=(("in", "s3://b/a/out"),), outputs=())),
+        state(),
+        [
+            ("context.create", "wf"),
+            ("execution.create", exec_key("a")),
+            ("artifact.create", out_key("a", "out")),
+            ("event.output", f"{exec_key('a')} -> out"),
+            ("context.create", "mislabelled"),
+            ("execution.create", exec_key("b")),
+            ("event.input", f"{exec_key('b')} <- in (s3://b/a/out)"),
+        ],
+    ),
+    Case(
+        "keys in names (MLMD < 1.11): a converged step writes nothing, its context needs no key",
+        (PRODUCER,),
+        state(
+            (UPSTREAM_CTX,),
+            (named := stored_execution(10, PRODUCER, named=True),),
+            (named_out := stored_artifact(20, "s3://b/a/out", out_key("a", "out"), named=True),),
+            (output_event(named, named_out, "out"),),
+            scanned={1: [named]},
+            placement=KeyPlacement.NAME,
+        ),
+        [],
+    ),
+    Case(
+        "keys in names: the upstream writer's records are adopted without a key, and found again",
+        (PRODUCER,),
+        state(
+            (UPSTREAM_CTX,),
+            (),
+            (UPSTREAM_OUT,),
+            (output_event(UPSTREAM_EXEC, UPSTREAM_OUT, "out"),),
+            scanned={1: [stored_execution(10, PRODUCER, keyed=False, state=ExecutionState.UNKNOWN)]},
+            placement=KeyPlacement.NAME,
+        ),
+        [("execution.adopt", f"{exec_key('a')} (state)")],
+    ),
+    Case(
+        "keys in names: an adopted upstream record with nothing left to fill in is converged",
+        (PRODUCER,),
+        state(
+            (UPSTREAM_CTX,),
+            (),
+            (UPSTREAM_OUT,),
+            (output_event(UPSTREAM_EXEC, UPSTREAM_OUT, "out"),),
+            scanned={1: [UPSTREAM_EXEC]},
+            placement=KeyPlacement.NAME,
+        ),
+        [],
+    ),
+    Case(
+        "keys in names: a re-created workflow of the same name gets executions of its own",
+        (PRODUCER,),
+        state(
+            (UPSTREAM_CTX,),
+            (),
+            scanned={1: [stored_execution(10, step("a", uid="uid-0"), named=True)]},
+            placement=KeyPlacement.NAME,
+        ),
+        [
+            ("execution.create", exec_key("a")),
+            ("artifact.create", out_key("a", "out")),
+            ("event.output", f"{exec_key('a')} -> out"),
+        ],
+    ),
+    Case(
+        "after an upgrade to external ids, records keyed by name get their external_id",
+        (PRODUCER, CONSUMER),
+        state(
+            (UPSTREAM_CTX,),
+            (),
+            (named_out,),
+            (
+                output_event(named, named_out, "out"),
+                input_event(named_b := stored_execution(11, CONSUMER, named=True), named_out, "in"),
+            ),
+            scanned={1: [named, named_b]},
+        ),
+        [
+            ("context.adopt", "wf"),
+            ("execution.adopt", f"{exec_key('a')} (external_id)"),
+            ("artifact.adopt", f"{out_key('a', 'out')} (external_id)"),
+            ("execution.adopt", f"{exec_key('b')} (external_id)"),
+        ],
     ),
     Case(
         "an input already linked needs nothing",
@@ -347,7 +514,7 @@ def test_plan(case: Case) -> None:
 
 
 def test_an_input_made_in_the_same_pass_names_its_artifact_by_key() -> None:
-    plan = plan_workflow([CONSUMER, PRODUCER], state(), {"s3://b/a/out": out_key("a", "out")})
+    plan = plan_workflow([CONSUMER, PRODUCER], state())
     assert [p.step for p in plan.steps] == [PRODUCER, CONSUMER]
     (link,) = plan.steps[1].inputs
     assert (link.artifact_id, link.artifact_key) == (None, out_key("a", "out"))
@@ -367,12 +534,26 @@ def test_a_converged_step_names_the_ids_its_pod_is_labelled_with() -> None:
     assert [(i.name, i.artifact_id) for i in consumer_plan.linked_inputs] == [("in", 20)]
 
 
-def test_an_input_links_to_the_newest_artifact_of_its_uri() -> None:
+def test_an_input_links_to_the_newest_of_its_own_workflows_artifacts_of_its_uri() -> None:
     consumer = step("b", inputs=(("in", "s3://x"),), outputs=())
-    plan = plan_step(
-        consumer, state((DONE_CTX,), (), (stored_artifact(9, "s3://x"), stored_artifact(5, "s3://x")))
+    stored = (
+        stored_artifact(12, "s3://x", out_key("z", "x", namespace="team-b")),
+        stored_artifact(9, "s3://x", out_key("a", "x")),
+        stored_artifact(5, "s3://x", out_key("a", "x", uid="uid-0")),
+        stored_artifact(4, "s3://x"),
     )
+    plan = plan_step(consumer, state((DONE_CTX,), (), stored))
     assert [(link.name, link.artifact_id) for link in plan.inputs] == [("in", 9)]
+    named = plan_step(
+        consumer,
+        state(
+            (DONE_CTX,),
+            (),
+            (stored_artifact(9, "s3://x", out_key("a", "x"), named=True),),
+            placement=KeyPlacement.NAME,
+        ),
+    )
+    assert [(link.name, link.artifact_id) for link in named.inputs] == [("in", 9)]
 
 
 def test_steps_to_write_are_all_steps_while_the_context_needs_a_write() -> None:

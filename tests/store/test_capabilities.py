@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from reconcile.keys import KeyPlacement
 from sandbox.mlmd_legacy import CURRENT
 from store.capabilities import (
     ALL_CAPABILITIES,
@@ -80,15 +81,34 @@ def test_embedded_stores_have_everything(sqlite_url: str, mysql_url: str) -> Non
 
 def test_summary_and_json() -> None:
     old = EXPECTED["1.5.0"]
-    assert old.summary() == "MLMD capabilities: external_id=no put_lineage_subgraph=no filter_query=yes"
+    assert old.summary() == (
+        "MLMD capabilities: external_id=no put_lineage_subgraph=no filter_query=yes "
+        "(keys in name, one put_execution per step)"
+    )
     assert ALL_CAPABILITIES.summary() == (
-        "MLMD capabilities: external_id=yes put_lineage_subgraph=yes filter_query=yes"
+        "MLMD capabilities: external_id=yes put_lineage_subgraph=yes filter_query=yes "
+        "(keys in external_id, one put_lineage_subgraph per workflow)"
     )
     assert json.loads(json.dumps(old.to_json())) == {
         "external_id": False,
         "put_lineage_subgraph": False,
         "filter_query": True,
+        "key_placement": "name",
     }
+    assert ALL_CAPABILITIES.to_json()["key_placement"] == "external_id"
+
+
+@pytest.mark.parametrize(
+    "capabilities",
+    [
+        Capabilities(external_ids=True, lineage_subgraph=False, filter_query=True),
+        Capabilities(external_ids=True, lineage_subgraph=True, filter_query=False),
+        EXPECTED["1.0.0"],
+        EXPECTED["1.5.0"],
+    ],
+)
+def test_keys_go_in_external_id_only_with_every_api_the_keyed_path_calls(capabilities: Capabilities) -> None:
+    assert capabilities.key_placement is KeyPlacement.NAME
 
 
 def test_an_unreachable_server_is_one_clear_line(grpc_server: MetadataServer) -> None:

@@ -1,4 +1,4 @@
-"""One pass converges MLMD on every backend; a second pass writes nothing."""
+"""One pass converges MLMD on every backend and MLMD version; a second pass writes nothing."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from controller.report import PassReport
 from reconcile.options import ReconcileOptions
 from store.connect import open_store
 from store.metadata import MetadataStore
-from tests.mlmd_snapshot import counts, snapshot
+from tests.mlmd_snapshot import counts, record_key, snapshot, ui_view
 from tests.podfactory import chain, pods_of
 from tests.upstream_writer import write_like_upstream
+
+KFP_EXECUTION_ID = "pipelines.kubeflow.org/metadata_execution_id"
 
 
 def run(store: Any, pods: list[dict[str, Any]], **kw: Any) -> PassReport:
@@ -61,6 +63,27 @@ def test_chain_converges_and_second_pass_is_empty(store_url: str, profile: str) 
         assert [o["name"] for o in outs] == ["out", "main-logs"]
 
 
+def test_chain_converges_on_old_mlmd_with_keys_where_the_server_keeps_them(old_mlmd_url: str) -> None:
+    store = open_store(old_mlmd_url)
+    pods = pods_of(chain("wf-a", 4), profile="3.3")
+    first = run(store, pods)
+    assert first.errors == [] and first.pending_inputs == 0
+    assert (first.actions["execution.create"], first.actions["artifact.create"]) == (4, 8)
+    assert first.actions["event.input"] == 3 and first.actions["event.output"] == 8
+    keyed = MetadataStore.over(store).capabilities.external_ids
+    # One transaction per workflow where put_lineage_subgraph exists, else one per step.
+    assert first.transactions == (1 if keyed else 4)
+    apply_patches(pods, first)
+    second = run(store, pods)
+    assert sum(second.actions.values()) == 0 and second.transactions == 0 and second.pod_patches == []
+    assert counts(store) == {"contexts": 1, "executions": 4, "artifacts": 8}
+    executions, artifacts = store.get_executions(), store.get_artifacts()
+    field = "external_id" if keyed else "name"
+    assert all(getattr(r, field).startswith("kfp-v1/step/kubeflow/") for r in [*executions, *artifacts])
+    if not keyed:  # sent, and silently dropped by the server: never relied on
+        assert {r.external_id for r in [*executions, *artifacts, *store.get_contexts()]} == {""}
+
+
 def test_running_steps_then_outputs_later(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     steps = chain("wf-b", 2)
@@ -90,8 +113,9 @@ def test_running_steps_then_outputs_later(sqlite_url: str) -> None:
     assert sum(run(store, done).actions.values()) == 0
 
 
-def test_adopts_upstream_records_without_duplicates(store_url: str) -> None:
-    store = open_store(store_url)
+def test_adopts_upstream_records_without_duplicates(every_store_url: str) -> None:
+    store = open_store(every_store_url)
+    keyed = MetadataStore.over(store).capabilities.external_ids
     pods = pods_of(chain("wf-up", 3), profile="3.3")
     for p in pods:
         patch = write_like_upstream(store, p)
@@ -102,18 +126,46 @@ def test_adopts_upstream_records_without_duplicates(store_url: str) -> None:
     assert report.errors == []
     assert report.actions["execution.create"] == 0 and report.actions["artifact.create"] == 0
     assert report.actions["execution.adopt"] == 3
-    assert report.actions["artifact.adopt"] == 6
-    assert report.actions["context.adopt"] == 1
+    if keyed:
+        assert report.actions["artifact.adopt"] == 6
+        assert report.actions["context.adopt"] == 1
+        assert all(e.external_id for e in store.get_executions())
+        assert all(a.external_id for a in store.get_artifacts())
+    else:
+        # A name cannot be given to a stored record: adopted records are completed (the
+        # state, pod_name) and found again by pod name in their run context, as upstream does.
+        assert report.actions["artifact.adopt"] == 0 and report.actions["context.adopt"] == 0
+        assert not any(record_key(r) for r in [*store.get_executions(), *store.get_artifacts()])
     assert counts(store) == before
-    assert all(e.external_id for e in store.get_executions())
-    assert all(a.external_id for a in store.get_artifacts())
+    labels = {p["metadata"]["name"]: p["metadata"]["labels"][KFP_EXECUTION_ID] for p in pods}
     apply_patches(pods, report)
-    assert sum(run(store, pods).actions.values()) == 0
+    assert {p["metadata"]["name"]: p["metadata"]["labels"][KFP_EXECUTION_ID] for p in pods} == labels
+    again = run(store, pods)
+    assert sum(again.actions.values()) == 0 and again.pod_patches == []
 
 
-def test_same_state_on_every_backend_as_on_sqlite(store_url: str, tmp_path: Any) -> None:
+def test_same_state_on_every_backend_as_on_sqlite(every_store_url: str, tmp_path: Any) -> None:
     pods = pods_of(chain("wf-c", 3), profile="3.5", outputs_annotation=True)
-    stores = [open_store(store_url), open_store(f"sqlite:///{tmp_path}/reference.sqlite")]
+    stores = [open_store(every_store_url), open_store(f"sqlite:///{tmp_path}/reference.sqlite")]
     for store in stores:
         run(store, [json.loads(json.dumps(p)) for p in pods])
-    assert snapshot(stores[0]) == snapshot(stores[1])
+    # What KFP's UI reads is the same on every version; the keys are too, in their field.
+    assert ui_view(stores[0]) == ui_view(stores[1])
+    if MetadataStore.over(stores[0]).capabilities.external_ids:
+        assert snapshot(stores[0]) == snapshot(stores[1])
+    else:
+        got, want = snapshot(stores[0]), snapshot(stores[1])
+        assert got["executions"] == want["executions"] and got["artifacts"] == want["artifacts"]
+        assert got["events"] == want["events"] and got["attributions"] == want["attributions"]
+
+
+def test_a_step_labelled_with_another_workflow_name_links_in_the_first_pass(every_store_url: str) -> None:
+    """Its owner Workflow (namespace, uid) decides its upstream, not the label (fuzz found this)."""
+    store = open_store(every_store_url)
+    pods = pods_of(chain("wf-m", 2), profile="3.3")
+    pods[1]["metadata"]["labels"]["workflows.argoproj.io/workflow"] = "mislabelled"
+    first = run(store, pods)
+    assert first.errors == [] and first.pending_inputs == 0 and first.actions["event.input"] == 1
+    apply_patches(pods, first)
+    second = run(store, pods)
+    assert sum(second.actions.values()) == 0 and second.pod_patches == []

@@ -1,8 +1,13 @@
-"""Crash safety and concurrent writers: never a duplicate execution, artifact or event."""
+"""Crash safety and concurrent writers: never a duplicate execution, artifact or event.
+
+On the current library (one put_lineage_subgraph per workflow) and on the old MLMD servers
+(1.0.0 and 1.5.0: one put_execution per step; 1.14.0 as the current one), through gRPC.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,8 +15,10 @@ import pytest
 from controller.reconcile_pass import Chunk, run_pass
 from controller.report import PassReport
 from reconcile.options import ReconcileOptions
+from sandbox.mlmd_legacy import CURRENT
 from store.connect import open_store
 from store.metadata import MetadataStore
+from tests.conftest import OLD_MLMD_VERSIONS, VersionedMlmd
 from tests.mlmd_snapshot import counts, snapshot
 from tests.podfactory import chain, pods_of
 from tests.store.test_converge import apply_patches
@@ -22,17 +29,26 @@ class Crash(BaseException):
 
 
 class CrashAfter:
-    """A store handle whose process 'dies' right after its n-th committed transaction."""
+    """A store handle whose process 'dies' right after its n-th committed transaction.
+
+    A transaction is a put_lineage_subgraph or a put_execution call; the capability probe's
+    put_lineage_subgraph, which an old server refuses, commits nothing and is not counted.
+    """
 
     def __init__(self, store: Any, n: int) -> None:
         self._store, self._left = store, n
 
-    def put_lineage_subgraph(self, *args: Any, **kwargs: Any) -> Any:
-        result = self._store.put_lineage_subgraph(*args, **kwargs)
+    def _committed(self, result: Any) -> Any:
         self._left -= 1
         if self._left == 0:
             raise Crash
         return result
+
+    def put_lineage_subgraph(self, *args: Any, **kwargs: Any) -> Any:
+        return self._committed(self._store.put_lineage_subgraph(*args, **kwargs))
+
+    def put_execution(self, *args: Any, **kwargs: Any) -> Any:
+        return self._committed(self._store.put_execution(*args, **kwargs))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -67,20 +83,53 @@ def test_interrupted_after_any_transaction_then_rerun(sqlite_url: str, tmp_path:
         assert counts(restarted) == {"contexts": 4, "executions": 12, "artifacts": 24}
 
 
-def test_two_concurrent_writers_create_no_duplicates(mysql_url: str) -> None:
+@pytest.mark.parametrize("version", OLD_MLMD_VERSIONS)
+def test_interrupted_after_any_transaction_on_old_mlmd(
+    version: str, mlmd_server_factory: Callable[..., VersionedMlmd]
+) -> None:
+    """A crash after every transaction of a pass on an old server: each rerun converges to the
+    state one uninterrupted pass leaves, with no record twice."""
+    reference = open_store(mlmd_server_factory(version).url)
+    total = reconcile(workload(), reference).transactions
+    expected = snapshot(reference)
+    assert total == (4 if MetadataStore.over(reference).capabilities.external_ids else 12)
+    for n in range(1, total + 1):
+        store = open_store(mlmd_server_factory(version).url)
+        pods = workload()
+        with pytest.raises(Crash):
+            reconcile(pods, CrashAfter(store, n))
+        report = reconcile(pods, store)
+        assert report.errors == []
+        assert snapshot(store) == expected, f"crash after transaction {n}"
+        assert counts(store) == {"contexts": 4, "executions": 12, "artifacts": 24}
+
+
+@pytest.mark.parametrize("version", [CURRENT, *OLD_MLMD_VERSIONS])
+def test_three_concurrent_writers_create_no_duplicates(
+    version: str, request: pytest.FixtureRequest, mlmd_server_factory: Callable[..., VersionedMlmd]
+) -> None:
+    """Three passes at once (the current library over MySQL, old servers over gRPC)."""
+    url = request.getfixturevalue("mysql_url") if version == CURRENT else mlmd_server_factory(version).url
     pods = workload()
-    reports = []
+    reports: list[PassReport] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(3)
 
     def writer() -> None:
-        store = open_store(mysql_url)
-        reports.append(reconcile([dict(p) for p in pods], store))
+        try:
+            store = open_store(url)
+            start.wait(timeout=60)
+            reports.append(reconcile([dict(p) for p in pods], store))
+        except BaseException as exc:  # reported below: a thread's error must fail the test
+            failures.append(exc)
 
-    threads = [threading.Thread(target=writer) for _ in range(2)]
+    threads = [threading.Thread(target=writer) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    store = open_store(mysql_url)
+    assert failures == [] and len(reports) == 3
+    store = open_store(url)
     assert counts(store) == {"contexts": 4, "executions": 12, "artifacts": 24}
     assert all(r.errors == [] for r in reports), [r.errors for r in reports]
     events = store.get_events_by_execution_ids([e.id for e in store.get_executions()])
