@@ -24,7 +24,15 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from controller.exits import EXIT_DRIFT, EXIT_OK, EXIT_POD_ERRORS, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from controller.exits import (
+    EXIT_DRIFT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_POD_ERRORS,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UsageError,
+)
 
 __all__ = ["EXIT_DRIFT", "EXIT_OK", "EXIT_POD_ERRORS", "EXIT_UNREACHABLE", "EXIT_USAGE", "UsageError", "main"]
 
@@ -398,6 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours: still one line, never a traceback on stderr
+        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        print(
+            _error_line(
+                f"unexpected failure, a bug of the reconciler ({type(exc).__name__}: {exc}); "
+                "--log-level debug logs its traceback"
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ EXIT_POD_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_DRIFT = 4
+EXIT_INTERNAL = 5  # a bug of ours: one error line, the traceback only at --log-level debug
 
 
 class UsageError(Exception):

@@ -466,3 +466,23 @@ def test_run_retries_an_unreachable_store_and_logs_no_password(
     assert started[0]["mlmd"] == "mysql://root:***@127.0.0.1:1/mlmd"
     assert any(line["msg"] == "MLMD cannot be reached yet; the passes will retry" for line in logs)
     assert any(line["msg"] == "pass failed" for line in logs)
+
+
+def test_an_unexpected_failure_is_one_line_and_exit_5(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug of ours (any exception no layer turned into an error) is still one line, exit 5."""
+    import argparse
+
+    from controller import cli
+
+    def handler(args: argparse.Namespace) -> int:
+        raise TypeError("unhashable type: 'list' in mysql://root:s3cret@db/x")
+
+    # Our own parser is replaced to reach main()'s last resort; nothing of Kubernetes or MLMD is.
+    monkeypatch.setattr(cli, "_parse", lambda argv: argparse.Namespace(handler=handler))
+    assert cli.main([]) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: unexpected failure, a bug of the reconciler (TypeError")
+    assert "s3cret" not in err and "Traceback" not in err
