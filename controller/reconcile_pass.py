@@ -276,6 +276,8 @@ def _apply(
     if failures:
         failed = {key: steps[key] for key in failures}
         written += _retry_one_by_one(failed, store, report, applied, failures)
+    if result.contexts_of_failed:
+        written = _with_contexts_written(written, plans, result.contexts_of_failed)
     # An input whose producer failed was not linked (store/apply.py leaves it for a later
     # pass): it is pending, not written, so that `actions` counts only what was written.
     return [_as_written(plan, applied) for plan in written], applied
@@ -307,6 +309,26 @@ def without_unresolved_inputs(plan: StepPlan, resolved: Collection[str]) -> Step
         inputs=tuple(link for link in plan.inputs if link not in unresolved),
         pending_inputs=plan.pending_inputs + waiting,
     )
+
+
+def _with_contexts_written(
+    written: list[WorkflowPlan], planned: Sequence[WorkflowPlan], contexts: Collection[str]
+) -> list[WorkflowPlan]:
+    """`written` with the context writes of batches that failed after writing their contexts.
+
+    Their retries found those contexts stored and planned no write of them, but this pass
+    made it: it is counted, once (a context alone when none of its steps got written).
+    """
+    original = {plan.context.name: plan.context_write for plan in planned}
+    names = set(contexts)
+    out = []
+    for plan in written:
+        if plan.context.name in names and plan.context_write is None:
+            plan = replace(plan, context_write=original.get(plan.context.name))
+            names.discard(plan.context.name)
+        out.append(plan)
+    out += [replace(plan, steps=()) for plan in planned if plan.context.name in names]
+    return out
 
 
 def _retry_by_workflow(

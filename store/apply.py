@@ -50,12 +50,15 @@ class ApplyResult:
     applied: dict[str, AppliedIds] = field(default_factory=dict)
     failed: dict[str, StoreError] = field(default_factory=dict)
     transactions: int = 0
+    # Run contexts (by name) a batch wrote before the rest of it failed: written all the same.
+    contexts_of_failed: list[str] = field(default_factory=list)
 
     def merge(self, other: ApplyResult) -> None:
         """Add the result of another call of the same pass."""
         self.applied.update(other.applied)
         self.failed.update(other.failed)
         self.transactions += other.transactions
+        self.contexts_of_failed += other.contexts_of_failed
 
 
 def _event(kind: EventKind, key: str, execution_id: int | None, artifact_id: int | None) -> pb.Event:
@@ -95,6 +98,7 @@ class _Subgraph:
         self.edges: list[tuple[int | None, int | None, pb.Event]] = []
         self.plans: list[tuple[StepPlan, int | None, int]] = []  # plan, index in executions, context
         self.contexts: list[pb.Context] = []
+        self.contexts_written: list[str] = []  # names, once a batch's first transaction committed
         self.execution_owner: list[int] = []
         self.artifact_owner: list[int] = []
 
@@ -178,13 +182,16 @@ class _Subgraph:
         """Several workflows' records: contexts, then records, then links (the module's 1-3)."""
         context_ids = [ctx.id if ctx.HasField("id") else None for ctx in self.contexts]
         to_write = [i for i, write in enumerate(write_contexts) if write or context_ids[i] is None]
+        # Each call is counted when made, committed or not (as `_put` counts its one call).
         if to_write:
+            result.transactions += 1
             _, _, written = client.put_lineage_subgraph(
                 [], [], [self.contexts[i] for i in to_write], [], reuse_context_if_already_exist=True
             )
-            result.transactions += 1
             for i, context_id in zip(to_write, written, strict=True):
                 context_ids[i] = context_id
+                self.contexts_written.append(self.contexts[i].name)
+        result.transactions += 1
         execution_ids, artifact_ids, _ = client.put_lineage_subgraph(
             self.executions,
             self.artifacts,
@@ -192,7 +199,6 @@ class _Subgraph:
             self.edges,
             reuse_artifact_if_already_exist_by_external_id=True,
         )
-        result.transactions += 1
         attributions = [
             pb.Attribution(artifact_id=a, context_id=context_ids[o])
             for a, o in zip(artifact_ids, self.artifact_owner, strict=True)
@@ -202,8 +208,8 @@ class _Subgraph:
             for e, o in zip(execution_ids, self.execution_owner, strict=True)
         ]
         if attributions or associations:
-            client.put_attributions_and_associations(attributions, associations)
             result.transactions += 1
+            client.put_attributions_and_associations(attributions, associations)
         return execution_ids, artifact_ids, [i for i in context_ids if i is not None]  # none is None now
 
 
@@ -288,8 +294,8 @@ def _put_batch(
     if len(batch) == 1:
         _put(client, types, batch[0][0], batch[0][1], created_ids, result)  # one transaction is enough
         return
+    subgraph = _Subgraph(types, created_ids)
     try:
-        subgraph = _Subgraph(types, created_ids)
         for workflow, writing in batch:
             subgraph.start(workflow)
             for plan in writing:
@@ -302,6 +308,7 @@ def _put_batch(
         for _, writing in batch:
             for plan in writing:
                 result.failed[plan.step.execution.key] = error
+        result.contexts_of_failed += subgraph.contexts_written
         return
     _record_ids(subgraph, execution_ids, artifact_ids, context_ids, created_ids, result)
 
