@@ -26,7 +26,7 @@ again and writes workflow by workflow, then step by step (controller/reconcile_p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ml_metadata.metadata_store import metadata_store
@@ -213,6 +213,40 @@ class _Subgraph:
         return execution_ids, artifact_ids, [i for i in context_ids if i is not None]  # none is None now
 
 
+WorkflowSteps = tuple[WorkflowPlan, tuple[StepPlan, ...]]  # a workflow and the steps it writes
+
+
+def write_groups(plans: Sequence[WorkflowPlan], batch_workflows: int = 1) -> Iterator[list[WorkflowSteps]]:
+    """The writes of `plans`, in apply order: each group is written together.
+
+    A group of one workflow is one transaction (at most CHUNK of its steps: a larger
+    workflow gives several groups); a group of several is a batch (the module's
+    docstring) of up to `batch_workflows` consecutive workflows and BATCH_STEPS steps.
+    Workflows with nothing to write give none.
+    """
+    batch: list[WorkflowSteps] = []
+    for workflow in plans:
+        writing = workflow.steps_to_write()
+        if not writing:
+            continue
+        if batch_workflows > 1 and len(writing) <= CHUNK:
+            if batch and sum(len(w) for _, w in batch) + len(writing) > BATCH_STEPS:
+                yield batch
+                batch = []
+            batch.append((workflow, writing))
+            if len(batch) >= batch_workflows:
+                yield batch
+                batch = []
+            continue
+        if batch:  # written first: it may hold producers of this workflow's inputs
+            yield batch
+            batch = []
+        for start in range(0, len(writing), CHUNK):
+            yield [(workflow, writing[start : start + CHUNK])]
+    if batch:
+        yield batch
+
+
 def apply_workflow_plans(
     client: metadata_store.MetadataStore,
     types: TypeRegistry,
@@ -225,36 +259,46 @@ def apply_workflow_plans(
     With `batch_workflows` 1, a workflow's steps go in transactions of at most CHUNK steps,
     in apply order. Above 1, up to that many consecutive workflows (and BATCH_STEPS steps)
     are written together in at most three transactions (the module's docstring); a workflow
-    of more than CHUNK steps to write still goes alone. `created_ids` (artifact key -> id)
-    carries the outputs written by earlier calls of the same pass, so their consumers can
-    link to them; this call adds to it.
+    of more than CHUNK steps to write still goes alone (`write_groups`). `created_ids`
+    (artifact key -> id) carries the outputs written by earlier calls of the same pass, so
+    their consumers can link to them; this call adds to it.
     """
     result = ApplyResult()
     created_ids = {} if created_ids is None else created_ids
-    batch: list[tuple[WorkflowPlan, tuple[StepPlan, ...]]] = []
     for workflow in plans:
-        writing = workflow.steps_to_write()
-        carried = {id(plan) for plan in writing}
+        carried = {id(plan) for plan in workflow.steps_to_write()}
         for plan in workflow.steps:
             if id(plan) not in carried:
                 ids = AppliedIds(workflow.context_id, plan.execution_id, {})
                 result.applied[plan.step.execution.key] = ids
-        if not writing:
-            continue
-        if batch_workflows > 1 and len(writing) <= CHUNK:
-            if batch and sum(len(w) for _, w in batch) + len(writing) > BATCH_STEPS:
-                _put_batch(client, types, batch, created_ids, result)
-                batch = []
-            batch.append((workflow, writing))
-            if len(batch) >= batch_workflows:
-                _put_batch(client, types, batch, created_ids, result)
-                batch = []
-            continue
-        for start in range(0, len(writing), CHUNK):
-            _put(client, types, workflow, writing[start : start + CHUNK], created_ids, result)
-    if batch:
-        _put_batch(client, types, batch, created_ids, result)
+    for group in write_groups(plans, batch_workflows):
+        if len(group) == 1:
+            workflow, steps = group[0]
+            _put(client, types, workflow, steps, created_ids, result)
+        else:
+            _put_batch(client, types, group, created_ids, result)
     return result
+
+
+class PreparedWrite:
+    """One group of `write_groups` turned into protos, to be committed later (bench/: the bound)."""
+
+    def __init__(self, types: TypeRegistry, group: Sequence[WorkflowSteps]) -> None:
+        self._subgraph = _Subgraph(types, {})
+        for workflow, steps in group:
+            self._subgraph.start(workflow)
+            for plan in steps:
+                self._subgraph.add(plan)
+        self._written = [workflow.context_write is not None for workflow, _ in group]
+
+    def commit(self, client: metadata_store.MetadataStore) -> int:
+        """Write it as the pass would; returns the transactions made."""
+        if len(self._written) == 1:
+            self._subgraph.put(client)
+            return 1
+        counted = ApplyResult()
+        self._subgraph.put_batch(client, self._written, counted)
+        return counted.transactions
 
 
 def _put(
@@ -291,9 +335,6 @@ def _put_batch(
     result: ApplyResult,
 ) -> None:
     """Several whole workflows in at most three transactions; any failure fails every step of them."""
-    if len(batch) == 1:
-        _put(client, types, batch[0][0], batch[0][1], created_ids, result)  # one transaction is enough
-        return
     subgraph = _Subgraph(types, created_ids)
     try:
         for workflow, writing in batch:
