@@ -84,9 +84,9 @@ def _context_proto(types: TypeRegistry, workflow: WorkflowPlan) -> pb.Context:
 class _Subgraph:
     """One transaction's worth of records: steps of one workflow, or of a batch of them.
 
-    `owners` holds, per execution and per artifact, the index of its workflow's context
-    in `contexts`: a batch links each record to its own context (put_lineage_subgraph
-    alone would link each to all of them).
+    `execution_owner` and `artifact_owner` hold, per execution and per artifact, the index
+    of its workflow's context in `contexts`: a batch links each record to its own context
+    (put_lineage_subgraph alone would link each to all of them).
     """
 
     def __init__(self, types: TypeRegistry, created_ids: dict[str, int]) -> None:
