@@ -123,11 +123,19 @@ def test_interrupted_after_any_transaction_on_old_mlmd(
         assert counts(store) == {"contexts": 4, "executions": 12, "artifacts": 24}
 
 
-@pytest.mark.parametrize("version", [CURRENT, *OLD_MLMD_VERSIONS])
+@pytest.mark.parametrize(
+    ("version", "batch"),
+    [(CURRENT, 50), (CURRENT, 2), *((v, 50) for v in OLD_MLMD_VERSIONS)],
+)
 def test_three_concurrent_writers_create_no_duplicates(
-    version: str, request: pytest.FixtureRequest, mlmd_server_factory: Callable[..., VersionedMlmd]
+    version: str,
+    batch: int,
+    request: pytest.FixtureRequest,
+    mlmd_server_factory: Callable[..., VersionedMlmd],
 ) -> None:
-    """Three passes at once (the current library over MySQL, old servers over gRPC)."""
+    """Three passes at once (the current library over MySQL, old servers over gRPC); on the
+    current library in one batch of the 4 workflows, and in batches of 2 (one writer's batch
+    meets another's records not yet linked)."""
     url = request.getfixturevalue("mysql_url") if version == CURRENT else mlmd_server_factory(version).url
     pods = workload()
     reports: list[PassReport] = []
@@ -138,7 +146,7 @@ def test_three_concurrent_writers_create_no_duplicates(
         try:
             store = open_store(url)
             start.wait(timeout=60)
-            reports.append(reconcile([dict(p) for p in pods], store))
+            reports.append(reconcile([dict(p) for p in pods], store, batch))
         except BaseException as exc:  # reported below: a thread's error must fail the test
             failures.append(exc)
 
@@ -153,6 +161,10 @@ def test_three_concurrent_writers_create_no_duplicates(
     assert all(r.errors == [] for r in reports), [r.errors for r in reports]
     events = store.get_events_by_execution_ids([e.id for e in store.get_executions()])
     assert len(events) == 12 * 2 + 4 * 2  # two outputs per step, one input per non-first step
-    final = reconcile(pods, store)
+    for context in store.get_contexts():  # each record in its own run context, once
+        executions = store.get_executions_by_context(context.id)
+        assert len(executions) == 3 and len(store.get_artifacts_by_context(context.id)) == 6
+        assert all(context.name in e.custom_properties["kfp_pod_name"].string_value for e in executions)
+    final = reconcile(pods, store, batch)
     apply_patches(pods, final)
-    assert sum(reconcile(pods, store).actions.values()) == 0
+    assert sum(reconcile(pods, store, batch).actions.values()) == 0
