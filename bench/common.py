@@ -116,6 +116,8 @@ class CountingStore:
     Every ``get_*`` call is a read, every ``put_*`` call a write (one transaction).
     After each ``put_lineage_subgraph`` it notes, per execution key with an OUTPUT
     event in that call, the ``time.monotonic()`` when the call returned (the commit).
+    A batched write (store/apply.py) links its executions to their run contexts in a later
+    ``put_attributions_and_associations``: their outputs count as committed when that returns.
     """
 
     def __init__(self, store: Any) -> None:
@@ -124,6 +126,7 @@ class CountingStore:
         self.calls: Counter[str] = Counter()
         self.output_committed: dict[str, float] = {}
         self._keys_by_id: dict[int, str] = {}
+        self._unlinked: dict[int, str] = {}  # execution id -> key, OUTPUT written, not yet linked
 
     @property
     def reads(self) -> int:
@@ -174,7 +177,22 @@ class CountingStore:
                     key = executions[exec_index].external_id
                 else:
                     key = self._keys_by_id.get(event.execution_id, "")
-                if key and key not in self.output_committed:
+                if not key or key in self.output_committed:
+                    continue
+                if contexts or exec_index is None:
+                    self.output_committed[key] = now
+                else:  # a batch's records: visible in the run context once linked
+                    self._unlinked[execution_ids[exec_index]] = key
+        return result
+
+    def put_attributions_and_associations(self, attributions: list[Any], associations: list[Any]) -> Any:
+        result = self._store.put_attributions_and_associations(attributions, associations)
+        now = time.monotonic()
+        with self._lock:
+            self.calls["put_attributions_and_associations"] += 1
+            for association in associations:
+                key = self._unlinked.pop(association.execution_id, None)
+                if key is not None and key not in self.output_committed:
                     self.output_committed[key] = now
         return result
 

@@ -20,7 +20,7 @@ from controller.metrics import Metrics
 from controller.reconcile_pass import run_pass
 from controller.report import PassReport
 from controller.settings import Settings
-from controller.sources import read_all
+from controller.sources import ClusterStream
 from reconcile.conventions import ARGO_WORKFLOW_LABEL
 from reconcile.plan import WorkflowPlan
 from store.connect import open_store
@@ -142,11 +142,20 @@ class Rig:
         }
         return report, figures
 
-    def planned(self, url: str) -> list[WorkflowPlan]:
-        """The plans a pass over the cluster makes against the MLMD at `url`, not applied."""
-        found = read_all(self.kube, [], self.controller.options)
+    def planned(self, url: str) -> list[list[WorkflowPlan]]:
+        """The plans a pass over the cluster makes against the MLMD at `url`, not applied, by chunk."""
+        # The chunks a full pass reconciles (the batches of a write never span two).
+        stream = ClusterStream(self.kube, [], self.controller.options, self.controller.settings.chunk_pods)
         store = MetadataStore.over(open_store(url))
-        return run_pass(found.chunks(), store, self.controller.options, dry_run=True).plans
+        chunks: list[list[WorkflowPlan]] = []
+        run_pass(
+            stream.chunks(),
+            store,
+            self.controller.options,
+            dry_run=True,
+            after_chunk=lambda _, report: chunks.append(list(report.plans)),
+        )
+        return chunks
 
     def bare_list(self, repeat: int = 3, resource: str = "pods", pause_gc: bool = False) -> tuple[float, int]:
         """The bound: the fastest of `repeat` bare paginated lists + json.loads of the same objects.

@@ -8,7 +8,7 @@ Each chunk goes through the same pipeline, top to bottom in `reconcile_chunk`:
     desired  = desired_steps(pods)              validate, classify, the records each step should have
     actual   = store.read_actual(desired)       what MLMD holds for them, in batched reads
     plans    = plan_workflows(desired, actual)  one plan per workflow (reconcile/plan.py)
-    applied  = store.apply(plans)               one transaction per workflow (not in a dry run)
+    applied  = store.apply(plans)               batches of workflows (not in a dry run)
     patches  = pod_patch(pod, applied ids)      the labels each pod should carry
     after_chunk(chunk, report)                  the caller patches the pods, emits Events...
 
@@ -118,7 +118,7 @@ def reconcile_chunk(
     if dry_run:
         applied = _as_planned(plans)
     else:
-        plans, applied = _apply(plans, steps, store, report, progress)
+        plans, applied = _apply(plans, steps, store, report, progress, options.write_batch_workflows)
     _report_plans(plans, applied, steps, report)
     report.pods_unchanged = len(chunk.pods) - len(pods)
     report.pods_seen += report.pods_unchanged
@@ -259,18 +259,25 @@ def _apply(
     store: MetadataStore,
     report: PassReport,
     progress: Progress | None,
+    batch_workflows: int = 1,
 ) -> tuple[list[WorkflowPlan], dict[str, AppliedIds]]:
     """Write the plans; returns what was written (as plans) and the ids each step has now.
 
-    The steps of a failed transaction are read, planned and written again one by one.
+    The steps of a failed batch of workflows are read, planned and written again workflow
+    by workflow; those of a failed workflow transaction, again step by step.
     """
-    result = _apply_with_progress(store, plans, progress)
+    result = _apply_with_progress(store, plans, progress, batch_workflows)
     report.transactions += result.transactions
     applied = dict(result.applied)
     written = [p for p in (plan.only(result.applied) for plan in plans) if p.steps]
-    if result.failed:
-        failed = {key: steps[key] for key in result.failed}
-        written += _retry_one_by_one(failed, store, report, applied, result.failed)
+    failures = result.failed
+    if failures and batch_workflows > 1:
+        failures = _retry_by_workflow(failures, steps, store, report, applied, written)
+    if failures:
+        failed = {key: steps[key] for key in failures}
+        written += _retry_one_by_one(failed, store, report, applied, failures)
+    if result.contexts_of_failed:
+        written = _with_contexts_written(written, plans, result.contexts_of_failed)
     # An input whose producer failed was not linked (store/apply.py leaves it for a later
     # pass): it is pending, not written, so that `actions` counts only what was written.
     return [_as_written(plan, applied) for plan in written], applied
@@ -304,17 +311,66 @@ def without_unresolved_inputs(plan: StepPlan, resolved: Collection[str]) -> Step
     )
 
 
+def _with_contexts_written(
+    written: list[WorkflowPlan], planned: Sequence[WorkflowPlan], contexts: Collection[str]
+) -> list[WorkflowPlan]:
+    """`written` with the context writes of batches that failed after writing their contexts.
+
+    Their retries found those contexts stored and planned no write of them, but this pass
+    made it: it is counted, once (a context alone when none of its steps got written).
+    """
+    original = {plan.context.name: plan.context_write for plan in planned}
+    names = set(contexts)
+    out = []
+    for plan in written:
+        if plan.context.name in names and plan.context_write is None:
+            plan = replace(plan, context_write=original.get(plan.context.name))
+            names.discard(plan.context.name)
+        out.append(plan)
+    out += [replace(plan, steps=()) for plan in planned if plan.context.name in names]
+    return out
+
+
+def _retry_by_workflow(
+    first_errors: Mapping[str, StoreError],
+    steps: Mapping[str, _Step],
+    store: MetadataStore,
+    report: PassReport,
+    applied: dict[str, AppliedIds],
+    written: list[WorkflowPlan],
+) -> dict[str, StoreError]:
+    """Re-read and re-plan the steps of failed batches, then write each workflow alone.
+
+    A batch fails as a whole when one of its workflows is refused or another writer got
+    there first; alone, each workflow either converges against the fresh state or fails
+    its own steps, which are returned (to be retried step by step). Adds what was
+    written to `written` and the ids to `applied`.
+    """
+    for error in first_errors.values():
+        if isinstance(error, StoreUnavailable):
+            raise error
+    failed = {key: steps[key] for key in first_errors}
+    actual = store.read_actual([s.desired for s in failed.values()])
+    plans = _plan(failed, actual, report)
+    result = store.apply(plans)
+    report.transactions += result.transactions
+    applied.update(result.applied)
+    written += [p for p in (plan.only(result.applied) for plan in plans) if p.steps]
+    return result.failed
+
+
 def _apply_with_progress(
-    store: MetadataStore, plans: Sequence[WorkflowPlan], progress: Progress | None
+    store: MetadataStore, plans: Sequence[WorkflowPlan], progress: Progress | None, batch_workflows: int = 1
 ) -> ApplyResult:
     """store.apply, a few workflows at a time when someone watches the progress."""
     if progress is None:
-        return store.apply(plans)
+        return store.apply(plans, batch_workflows=batch_workflows)
     result, created_ids, done = ApplyResult(), {}, 0
     total = sum(len(plan.steps) for plan in plans)
-    for start in range(0, len(plans), 20):
-        batch = plans[start : start + 20]
-        result.merge(store.apply(batch, created_ids))
+    group = max(20, batch_workflows)
+    for start in range(0, len(plans), group):
+        batch = plans[start : start + group]
+        result.merge(store.apply(batch, created_ids, batch_workflows))
         done += sum(len(plan.steps) for plan in batch)
         progress("apply", done, total)
     return result

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     record_non_kfp_pods: bool = Field(
         default=True, description="Record Argo pods without KFP markers, as the upstream writer does."
     )
+    write_batch_workflows: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Workflows written to MLMD together (at most 500 steps), in at most three "
+        "transactions, where the server has put_lineage_subgraph; 1: one transaction per workflow.",
+    )
 
     # --- the controller (`run`) ---------------------------------------------
     kubeconfig: str | None = Field(
@@ -219,6 +226,7 @@ class Settings(BaseSettings):
             repository=ArtifactRepository(self.artifact_s3_endpoint, self.artifact_s3_bucket),
             record_cache_hits=self.record_cache_hits,
             record_non_kfp_pods=self.record_non_kfp_pods,
+            write_batch_workflows=self.write_batch_workflows,
         )
 
 

@@ -16,3 +16,6 @@ class ReconcileOptions:
     record_cache_hits: bool = False
     # Record Argo pods that carry no KFP markers, as the upstream writer does.
     record_non_kfp_pods: bool = True
+    # Workflows written per MLMD write (store/apply.py's batches) where the server has
+    # put_lineage_subgraph; 1 writes each workflow in a transaction of its own.
+    write_batch_workflows: int = 50

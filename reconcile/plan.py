@@ -60,6 +60,10 @@ class ActualState:
     artifacts_by_uri: dict[str, list[StoredArtifact]] = field(default_factory=dict)
     events: dict[int, list[StoredEvent]] = field(default_factory=dict)  # by execution id
     placement: KeyPlacement = KeyPlacement.EXTERNAL_ID
+    # Ids of executions found by key that no run context holds: a batched write
+    # (store/apply.py) stopped between its records and their links. They are put again
+    # with their outputs, which links them.
+    unlinked_executions: set[int] = field(default_factory=set)
 
 
 class Op(StrEnum):
@@ -421,13 +425,15 @@ def plan_step(
     context = find_context(step.context, actual)
     execution = find_execution(step, actual, context)
     execution_write = None
+    relink = False
     if execution is None:
         execution_write = ExecutionWrite(Op.CREATE, step.execution, None, ())
     else:
         changes = execution_changes(step.execution, execution, placement)
-        if context is None:
-            # The context is new but the execution is not: re-put it so the
-            # transaction associates it with the context.
+        relink = execution.id in actual.unlinked_executions
+        if context is None or relink:
+            # The context is new but the execution is not, or a batched write stopped before
+            # linking it: re-put it so the transaction associates it with the context.
             changes += ("association",)
         if changes:
             execution_write = ExecutionWrite(_op(execution, placement), step.execution, execution, changes)
@@ -469,6 +475,8 @@ def plan_step(
             outputs.append(OutputWrite(Op.CREATE, want, None, add_event=True))
             continue
         changes = artifact_changes(want, stored, placement)
+        if relink and not changes:
+            changes = ("attribution",)  # its step's execution is unlinked: so is its output
         op = _op(stored, placement) if changes else None
         add_event = stored.id not in evented
         if op is None and not add_event:

@@ -76,6 +76,20 @@ def unique(items: Iterable[T]) -> list[T]:
     return list(dict.fromkeys(items))
 
 
+def _unlinked(store: metadata_store.MetadataStore, execution_ids: Sequence[int]) -> set[int]:
+    """Those of `execution_ids` that no run context holds (a batched write stopped half-way).
+
+    One filtered read per batch of ids; every execution we keyed is in its run context
+    unless a batched write stopped between its records and their links.
+    """
+    linked: set[int] = set()
+    for part in chunks(execution_ids):
+        ids = ", ".join(str(i) for i in part)
+        query = f"id IN ({ids}) AND contexts_a.type = '{c.RUN_CONTEXT_TYPE}'"
+        linked.update(p.id for p in store.get_executions(list_options=ListOptions(filter_query=query)))
+    return set(execution_ids) - linked
+
+
 def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep]) -> ActualState:
     """Read everything planning these steps needs, in batches."""
     actual = ActualState()
@@ -94,6 +108,7 @@ def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep
     for part in chunks(exec_keys):
         for proto in lookup(store.get_executions_by_external_ids, part):
             actual.executions[proto.external_id] = stored_execution(proto)
+    actual.unlinked_executions = _unlinked(store, [e.id for e in actual.executions.values()])
     to_scan = set()
     for step in steps:
         if step.execution.key in actual.executions:

@@ -9,7 +9,8 @@ It opens its MLMD client on first use and again after `drop()`: the controller d
 it after an MLMD error (an embedded MySQL handle may be left inside a transaction, and
 a restore may have given the types other ids). Each open probes the server's capabilities
 (store/capabilities.py), and they decide the path every call takes: with external ids,
-reads by key (store/actual.py) and one put_lineage_subgraph per workflow (store/apply.py);
+reads by key (store/actual.py) and batches of workflows, or one put_lineage_subgraph per
+workflow (store/apply.py);
 without (MLMD 1.0.0, 1.5.0), keys in names, reads run context by run context
 (store/actual_by_context.py) and one put_execution per step (store/apply_steps.py).
 """
@@ -104,15 +105,21 @@ class MetadataStore:
                 return read_actual(client, steps)
             return read_actual_by_context(client, steps)
 
-    def apply(self, plans: Sequence[WorkflowPlan], created_ids: dict[str, int] | None = None) -> ApplyResult:
-        """Write the workflow plans: one transaction per workflow chunk (put_lineage_subgraph), or
-        per step where the server has no put_lineage_subgraph; failures are per step.
+    def apply(
+        self,
+        plans: Sequence[WorkflowPlan],
+        created_ids: dict[str, int] | None = None,
+        batch_workflows: int = 1,
+    ) -> ApplyResult:
+        """Write the workflow plans: up to `batch_workflows` workflows together in at most three
+        transactions, or one transaction per workflow chunk (put_lineage_subgraph), or per step
+        where the server has no put_lineage_subgraph; failures are per step.
 
         `created_ids` (artifact key -> id) carries outputs written by earlier calls of one pass.
         """
         client, types = self._typed()
         if self.placement is KeyPlacement.EXTERNAL_ID:
-            return apply_workflow_plans(client, types, plans, created_ids)
+            return apply_workflow_plans(client, types, plans, created_ids, batch_workflows)
         return apply_step_plans(client, types, plans, created_ids)
 
     # --- probes --------------------------------------------------------------

@@ -30,11 +30,18 @@ def test_backfill_records_every_pod_and_patches_each_once(tmp_path: Path) -> Non
     assert pods == 50
     assert figures["errors"] == 0
     assert figures["patches"] == pods
-    assert figures["mlmd_writes"] >= doc["parameters"]["workflows"]  # one transaction per workflow
+    # The 10 workflows are one chunk and one batch: contexts, records, links.
+    assert doc["parameters"]["write_batch_workflows"] == 50
+    assert figures["mlmd_transactions"] == 3
+    assert figures["mlmd_writes"] >= 3  # and the types, made on first use
     assert doc["details"]["actions"]["execution.create"] == pods
-    assert doc["bounds"]["raw_write_transactions"] == doc["parameters"]["workflows"]
-    assert doc["bounds"]["raw_write_s"] > 0 and doc["bounds"]["list_decode_s"] > 0
-    assert doc["ratios"]["pods_per_s_to_raw_write"] > 0
+    assert doc["bounds"]["batched_raw_write_transactions"] == 3
+    assert doc["bounds"]["per_workflow_raw_write_transactions"] == doc["parameters"]["workflows"]
+    assert doc["bounds"]["batched_raw_write_s"] > 0 and doc["bounds"]["per_workflow_raw_write_s"] > 0
+    assert doc["bounds"]["list_decode_s"] > 0
+    assert doc["ratios"]["pods_per_s_to_batched_raw_write"] > 0
+    assert doc["ratios"]["pods_per_s_to_per_workflow_raw_write"] > 0
+    assert "pods_per_s_to_batched_raw_write" in doc["targets"]
 
 
 def test_idle_resync_writes_nothing_and_patches_nothing(tmp_path: Path) -> None:
@@ -103,7 +110,9 @@ def test_backfill_and_idle_resync_against_kfp_1_8s_mlmd(tmp_path: Path) -> None:
     assert backfill["parameters"]["mlmd_version"] == "1.5.0"
     assert backfill["figures"]["errors"] == 0 and backfill["figures"]["patches"] == pods
     assert backfill["figures"]["mlmd_transactions"] == pods  # one per step, not per workflow
-    assert backfill["bounds"]["raw_write_transactions"] == pods
+    # Both bounds are one put_execution per step: there are no batches without put_lineage_subgraph.
+    assert backfill["bounds"]["batched_raw_write_transactions"] == pods
+    assert backfill["bounds"]["per_workflow_raw_write_transactions"] == pods
     assert backfill["details"]["actions"]["execution.create"] == pods
     idle = run("idle-resync", True, tmp_path / "idle", mlmd_version="1.5.0").to_json()
     assert idle["figures"]["mlmd_writes"] == 0 and idle["figures"]["patches"] == 0

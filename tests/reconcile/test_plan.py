@@ -592,3 +592,22 @@ def test_applying_a_plan_and_planning_again_gives_an_empty_plan() -> None:
     )
     again, refused = plan_workflows([PRODUCER, CONSUMER], written)
     assert _actions(again) == [] and refused == []
+
+
+def test_an_execution_no_run_context_holds_is_put_again_with_its_outputs() -> None:
+    """A batch stopped between its records and their links (store/apply.py): the unlinked
+    execution and its stored output are written again (their links), its linked neighbour not."""
+    consumer = stored_execution(11, CONSUMER)
+    actual = state(
+        (DONE_CTX,),
+        (DONE_EXEC, consumer),
+        (DONE_OUT,),
+        (output_event(DONE_EXEC, DONE_OUT, "out"), input_event(consumer, DONE_OUT, "in")),
+    )
+    actual.unlinked_executions = {10}
+    plan = plan_workflow([PRODUCER, CONSUMER], actual)
+    assert list(plan.actions()) == [
+        ("execution.update", f"{exec_key('a')} (association)"),
+        ("artifact.update", f"{out_key('a', 'out')} (attribution)"),
+    ]
+    assert [p.step for p in plan.steps_to_write()] == [PRODUCER]

@@ -1,7 +1,8 @@
 """Crash safety and concurrent writers: never a duplicate execution, artifact or event.
 
-On the current library (one put_lineage_subgraph per workflow) and on the old MLMD servers
-(1.0.0 and 1.5.0: one put_execution per step; 1.14.0 as the current one), through gRPC.
+On the current library (batches of workflows in three transactions, or one put_lineage_subgraph
+per workflow) and on the old MLMD servers (1.0.0 and 1.5.0: one put_execution per step; 1.14.0
+as the current one), through gRPC.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class Crash(BaseException):
 class CrashAfter:
     """A store handle whose process 'dies' right after its n-th committed transaction.
 
-    A transaction is a put_lineage_subgraph or a put_execution call; the capability probe's
-    put_lineage_subgraph, which an old server refuses, commits nothing and is not counted.
+    A transaction is a put_lineage_subgraph, put_attributions_and_associations or put_execution
+    call; the capability probe's put_lineage_subgraph, which an old server refuses, commits
+    nothing and is not counted.
     """
 
     def __init__(self, store: Any, n: int) -> None:
@@ -50,12 +52,15 @@ class CrashAfter:
     def put_execution(self, *args: Any, **kwargs: Any) -> Any:
         return self._committed(self._store.put_execution(*args, **kwargs))
 
+    def put_attributions_and_associations(self, *args: Any, **kwargs: Any) -> Any:
+        return self._committed(self._store.put_attributions_and_associations(*args, **kwargs))
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
 
-def reconcile(pods: list[dict[str, Any]], store: Any) -> PassReport:
-    return run_pass([Chunk(pods)], MetadataStore.over(store), ReconcileOptions())
+def reconcile(pods: list[dict[str, Any]], store: Any, batch: int = 50) -> PassReport:
+    return run_pass([Chunk(pods)], MetadataStore.over(store), ReconcileOptions(write_batch_workflows=batch))
 
 
 def workload() -> list[dict[str, Any]]:
@@ -65,22 +70,35 @@ def workload() -> list[dict[str, Any]]:
     return pods
 
 
-def test_interrupted_after_any_transaction_then_rerun(sqlite_url: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    ("batch", "transactions"),
+    [
+        (1, 4),  # one transaction per workflow
+        (3, 4),  # a batch of 3 workflows (contexts, records, links), then the 4th alone (one)
+        (50, 3),  # one batch: contexts, records, links
+    ],
+)
+def test_interrupted_after_any_transaction_then_rerun(
+    batch: int, transactions: int, sqlite_url: str, tmp_path: Any
+) -> None:
+    """A crash after every transaction, batched or not: the rerun (batched too) converges to
+    the state one uninterrupted pass leaves, every record linked to its own run context once."""
     reference = open_store(f"sqlite:///{tmp_path}/ref.sqlite")
-    reconcile(workload(), reference)
+    assert reconcile(workload(), reference, batch).transactions == transactions
     expected = snapshot(reference)
-    total = 4  # one transaction per workflow
-    for n in range(1, total + 1):
+    for n in range(1, transactions + 1):
         url = f"sqlite:///{tmp_path}/crash{n}.sqlite"
         store = open_store(url)
         pods = workload()
         with pytest.raises(Crash):
-            reconcile(pods, CrashAfter(store, n))
+            reconcile(pods, CrashAfter(store, n), batch)
         restarted = open_store(url)
-        report = reconcile(pods, restarted)
+        report = reconcile(pods, restarted, batch)
         assert report.errors == []
         assert snapshot(restarted) == expected, f"crash after transaction {n}"
         assert counts(restarted) == {"contexts": 4, "executions": 12, "artifacts": 24}
+        again = reconcile(pods, restarted, batch)
+        assert sum(again.actions.values()) == 0 and again.transactions == 0, f"crash after {n}"
 
 
 @pytest.mark.parametrize("version", OLD_MLMD_VERSIONS)
@@ -92,7 +110,8 @@ def test_interrupted_after_any_transaction_on_old_mlmd(
     reference = open_store(mlmd_server_factory(version).url)
     total = reconcile(workload(), reference).transactions
     expected = snapshot(reference)
-    assert total == (4 if MetadataStore.over(reference).capabilities.external_ids else 12)
+    # 1.14.0: one batch of the 4 workflows (contexts, records, links); else one per step.
+    assert total == (3 if MetadataStore.over(reference).capabilities.external_ids else 12)
     for n in range(1, total + 1):
         store = open_store(mlmd_server_factory(version).url)
         pods = workload()
@@ -104,11 +123,19 @@ def test_interrupted_after_any_transaction_on_old_mlmd(
         assert counts(store) == {"contexts": 4, "executions": 12, "artifacts": 24}
 
 
-@pytest.mark.parametrize("version", [CURRENT, *OLD_MLMD_VERSIONS])
+@pytest.mark.parametrize(
+    ("version", "batch"),
+    [(CURRENT, 50), (CURRENT, 2), *((v, 50) for v in OLD_MLMD_VERSIONS)],
+)
 def test_three_concurrent_writers_create_no_duplicates(
-    version: str, request: pytest.FixtureRequest, mlmd_server_factory: Callable[..., VersionedMlmd]
+    version: str,
+    batch: int,
+    request: pytest.FixtureRequest,
+    mlmd_server_factory: Callable[..., VersionedMlmd],
 ) -> None:
-    """Three passes at once (the current library over MySQL, old servers over gRPC)."""
+    """Three passes at once (the current library over MySQL, old servers over gRPC); on the
+    current library in one batch of the 4 workflows, and in batches of 2 (one writer's batch
+    meets another's records not yet linked)."""
     url = request.getfixturevalue("mysql_url") if version == CURRENT else mlmd_server_factory(version).url
     pods = workload()
     reports: list[PassReport] = []
@@ -119,7 +146,7 @@ def test_three_concurrent_writers_create_no_duplicates(
         try:
             store = open_store(url)
             start.wait(timeout=60)
-            reports.append(reconcile([dict(p) for p in pods], store))
+            reports.append(reconcile([dict(p) for p in pods], store, batch))
         except BaseException as exc:  # reported below: a thread's error must fail the test
             failures.append(exc)
 
@@ -134,6 +161,10 @@ def test_three_concurrent_writers_create_no_duplicates(
     assert all(r.errors == [] for r in reports), [r.errors for r in reports]
     events = store.get_events_by_execution_ids([e.id for e in store.get_executions()])
     assert len(events) == 12 * 2 + 4 * 2  # two outputs per step, one input per non-first step
-    final = reconcile(pods, store)
+    for context in store.get_contexts():  # each record in its own run context, once
+        executions = store.get_executions_by_context(context.id)
+        assert len(executions) == 3 and len(store.get_artifacts_by_context(context.id)) == 6
+        assert all(context.name in e.custom_properties["kfp_pod_name"].string_value for e in executions)
+    final = reconcile(pods, store, batch)
     apply_patches(pods, final)
-    assert sum(reconcile(pods, store).actions.values()) == 0
+    assert sum(reconcile(pods, store, batch).actions.values()) == 0
