@@ -186,8 +186,11 @@ def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite", mlmd_version: st
 def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str = CURRENT) -> Report:
     """Scenario 2: the same pods already converged; full passes of a running and of a restarted controller.
 
-    The figures are a running controller's resync (median of `repeat`): it skips the steps
-    its earlier passes found converged. `details.after_restart` is the first pass of a new
+    The figures are a running controller's resync (median of `repeat`): it lists metadata
+    only and skips the steps its earlier passes found converged; `api_bytes` is what the
+    emulator served meanwhile. Bounds, on the same objects in the same run: the paginated
+    lists of pods, Workflows and WorkflowTaskResults, whole (bytes; list + json.loads time)
+    and as PartialObjectMetadataList (bytes). `details.after_restart` is the first pass of a new
     controller (median of `repeat` restarts), which compares every step with MLMD.
     `mlmd_version` other than "current": that MLMD release's server over SQLite (gRPC).
     """
@@ -269,8 +272,8 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str 
         },
         "converging_pass": {k: converge[k] for k in ("wall_s", "pods_per_s", "mlmd_writes", "patches")},
     }
-    result.target("wall_s", median["wall_s"], 1.0)
-    result.target("wall_to_list_decode", result.ratios["wall_to_list_decode"], 2.0)
+    # docs/design.md's targets: the pass reads next to nothing beyond the metadata lists,
+    # and costs a fraction of reading the same objects whole.
     result.target(
         "api_bytes_to_metadata_list_bytes", result.ratios["api_bytes_to_metadata_list_bytes"], 1.25
     )
