@@ -9,6 +9,12 @@ resourceVersion (any change to the pod, our own labels included, gives it a
 new one) and a digest of its WorkflowTaskResult and Workflow node. A later
 full pass skips the pod while all of these are unchanged.
 
+Each entry also keeps the resourceVersions of that WorkflowTaskResult and Workflow, and
+the Workflows read are remembered with their Pod nodes: while anything is remembered, a
+full pass lists metadata only and reads whole just the workflows where a uid or
+resourceVersion moved (controller/changed_stream.py, `unchanged_metadata`); there the
+digest still decides, and a skipped pod's entry moves on to the new resourceVersions.
+
 The other half of a plan is MLMD, which nothing here deletes from: it loses
 records only when its database is restored from a backup. So every pass first
 reads MLMD's newest and most recently updated execution, artifact and context

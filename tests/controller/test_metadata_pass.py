@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from controller.kube.lists import metadata_only
 from reconcile import conventions as c
 from sandbox import pipelines
 from sandbox.simulator import Simulator
@@ -230,3 +231,43 @@ def test_a_restarted_controller_compares_everything_from_full_lists(cluster: Clu
         assert reads(cluster, "metadata") == {}
     finally:
         controller.stop()
+
+
+def test_when_most_pods_changed_one_whole_list_replaces_the_narrowed_ones(cluster: Cluster) -> None:
+    controller = converged_and_learned(cluster)
+    try:
+        for pod in cluster.api.store.list("pods"):
+            meta = pod["metadata"]
+            relabel = {"metadata": {"labels": {"x": "1"}}}
+            cluster.api.store.patch("pods", meta["namespace"], meta["name"], relabel)
+        cluster.api.reset_counts()
+        report = controller.run_pass("resync")
+        assert report is not None and report.errors == [] and report.pods_unchanged == 0
+        assert report.pods_seen == pod_count(cluster) and sum(report.actions.values()) == 0
+        assert reads(cluster, "metadata") == {("list", kind): 1 for kind in KINDS}
+        # ClusterStream's lists, one of each kind, instead of a narrowed list per workflow.
+        assert reads(cluster, "full") == {("list", kind): 1 for kind in KINDS}
+    finally:
+        controller.stop()
+
+
+def test_metadata_only_keeps_identity_labels_and_annotations() -> None:
+    whole = {
+        "kind": "PartialObjectMetadata",
+        "metadata": {
+            "name": "p",
+            "namespace": "ns",
+            "uid": "u",
+            "resourceVersion": "7",
+            "labels": {"a": "b"},
+            "annotations": {"c": "d"},
+            "managedFields": [{"manager": "argo"}],
+            "ownerReferences": [],
+        },
+        "spec": {"containers": []},
+    }
+    kept = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations")
+    assert metadata_only(whole) == {"metadata": {k: whole["metadata"][k] for k in kept}}
+    # Malformed: an empty metadata, which matches nothing remembered (the pod is read whole).
+    assert metadata_only({"metadata": "nope"}) == {"metadata": {}}
+    assert metadata_only(["not", "an", "object"]) == {"metadata": {}}
