@@ -105,6 +105,9 @@ class _Child:
             return self.load(*args)
         if command == "counts":
             return self.api.request_counts()
+        if command == "traffic":
+            # (verb, resource, view) -> (requests, body bytes), as plain tuples for the pipe.
+            return {tuple(kind): tuple(served) for kind, served in self.api.traffic().items()}
         if command == "reset":
             self.api.reset_counts()
             return None
@@ -178,6 +181,14 @@ class EmulatorProcess:
 
     def counts(self) -> dict[tuple[str, str], int]:
         return self.call("counts")
+
+    def traffic(self) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """(verb, resource, view) -> (requests, body bytes) served since the last reset.
+
+        ``view`` is ``full``, ``metadata`` (PartialObjectMetadata/List), ``table`` or
+        ``none`` (sandbox/traffic.py).
+        """
+        return self.call("traffic")
 
     def reset_counts(self) -> None:
         self.call("reset")

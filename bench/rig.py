@@ -15,6 +15,7 @@ from bench.common import MYSQL_URL, CountingStore, TimedKube, cpu_s
 from controller.gc_pause import paused_gc
 from controller.health import Readiness
 from controller.kube import KubeClient, api_client_from
+from controller.kube.lists import METADATA_LIST_ACCEPT
 from controller.loop import Controller
 from controller.metrics import Metrics
 from controller.reconcile_pass import run_pass
@@ -114,6 +115,7 @@ class Rig:
         if report is None:
             raise RuntimeError("the pass failed (see the log)")
         counts = self.emu.counts()
+        served = self.emu.traffic()
         pods = report.pods_seen
         patching = self.kube.busy["patch_pod_metadata"]  # 8 patches in flight: wall time, not the sum
         figures = {
@@ -126,6 +128,11 @@ class Rig:
             "mlmd_writes": self.store.writes,
             "mlmd_transactions": report.transactions,
             "api_requests": sum(counts.values()),
+            # Body bytes the emulator served during the pass, every request counted.
+            "api_bytes": sum(size for _, size in served.values()),
+            "api_bytes_by_kind": {
+                "/".join(kind): size for kind, (_, size) in sorted(served.items()) if size
+            },
             "patches": counts.get(("patch", "pods"), 0),
             "errors": len(report.errors),
             "actions": dict(report.actions),
@@ -197,6 +204,71 @@ class Rig:
         finally:
             api_client.close()
         return best, count
+
+    def list_bounds(self, repeat: int = 3) -> dict[str, Any]:
+        """Paginated lists of pods, Workflows and WorkflowTaskResults, whole and metadata only.
+
+        What a full pass must read at the least, on the same objects in the same run: for
+        each view (``full``: the objects; ``metadata``: ``PartialObjectMetadataList``), the
+        body bytes served and the fastest of `repeat` lists + ``json.loads`` of all three
+        kinds (the pods with the controller's label selector, PAGE a page). Returns
+        ``{view: {"bytes", "decode_s", "items", "per_resource": {...}}}``.
+        """
+        api_client = api_client_from(str(self.kubeconfig))
+        v1 = client.CoreV1Api(api_client)
+        custom = client.CustomObjectsApi(api_client)
+        accepts = {"full": "application/json", "metadata": METADATA_LIST_ACCEPT}
+
+        def page(resource: str, token: str | None, accept: str) -> Any:
+            headers = {"Accept": accept}
+            if resource == "pods":
+                return v1.list_pod_for_all_namespaces(
+                    label_selector=ARGO_WORKFLOW_LABEL,
+                    limit=PAGE,
+                    _continue=token,
+                    _headers=headers,
+                    _preload_content=False,
+                )
+            return custom.list_cluster_custom_object(
+                "argoproj.io", "v1alpha1", resource, limit=PAGE, _continue=token, _headers=headers,
+                _preload_content=False,
+            )
+
+        bounds: dict[str, Any] = {}
+        try:
+            for view, accept in accepts.items():
+                best: dict[str, Any] | None = None
+                for _ in range(repeat):
+                    run: dict[str, Any] = {"bytes": 0, "decode_s": 0.0, "items": 0, "per_resource": {}}
+                    for resource in ("pods", "workflows", "workflowtaskresults"):
+                        started = time.perf_counter()
+                        token, size, items = None, 0, 0
+                        while True:
+                            data = page(resource, token, accept).data
+                            size += len(data)
+                            doc = json.loads(data)
+                            items += len(doc.get("items") or [])  # an empty metadata list: null
+                            token = doc["metadata"].get("continue")
+                            del doc
+                            if not token:
+                                break
+                        seconds = time.perf_counter() - started
+                        run["per_resource"][resource] = {
+                            "bytes": size,
+                            "decode_s": round(seconds, 3),
+                            "items": items,
+                        }
+                        run["bytes"] += size
+                        run["decode_s"] += seconds
+                        run["items"] += items
+                    if best is None or run["decode_s"] < best["decode_s"]:
+                        best = run
+                assert best is not None
+                best["decode_s"] = round(best["decode_s"], 3)
+                bounds[view] = best
+        finally:
+            api_client.close()
+        return bounds
 
     def close(self) -> None:
         self.controller.stopping.set()

@@ -111,7 +111,11 @@ def wrong_labels(rig: Rig) -> int:
 
 
 def _pass_figures(figures: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in figures.items() if k not in ("pods", "pods_unchanged", "actions", "phases_s")}
+    return {
+        k: v
+        for k, v in figures.items()
+        if k not in ("pods", "pods_unchanged", "actions", "phases_s", "api_bytes_by_kind")
+    }
 
 
 def _bound_list(rig: Rig, pods: int) -> float:
@@ -192,8 +196,11 @@ def backfill(workdir: Path, sizes: Sizes, mlmd: str = "sqlite", mlmd_version: st
 def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str = CURRENT) -> Report:
     """Scenario 2: the same pods already converged; full passes of a running and of a restarted controller.
 
-    The figures are a running controller's resync (median of `repeat`): it skips the steps
-    its earlier passes found converged. `details.after_restart` is the first pass of a new
+    The figures are a running controller's resync (median of `repeat`): it lists metadata
+    only and skips the steps its earlier passes found converged; `api_bytes` is what the
+    emulator served meanwhile. Bounds, on the same objects in the same run: the paginated
+    lists of pods, Workflows and WorkflowTaskResults, whole (bytes; list + json.loads time)
+    and as PartialObjectMetadataList (bytes). `details.after_restart` is the first pass of a new
     controller (median of `repeat` restarts), which compares every step with MLMD.
     `mlmd_version` other than "current": that MLMD release's server over SQLite (gRPC).
     """
@@ -209,6 +216,7 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str 
             _restart(rig)
             restarts.append(rig.full_pass()[1])
         pods = runs[0]["pods"]
+        lists = rig.list_bounds()
         list_s = _bound_list(rig, pods)
         workflows_s, _ = rig.bare_list(resource="workflows")
         nogc_s, _ = rig.bare_list(pause_gc=True)
@@ -231,7 +239,15 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str 
     result.figures = _pass_figures(median)
     result.figures["mlmd_writes"] = max(r["mlmd_writes"] for r in every)
     result.figures["patches"] = max(r["patches"] for r in every)
+    full, metadata = lists["full"], lists["metadata"]
+    assert full["per_resource"]["pods"]["items"] == pods, (full, pods)
     result.bounds = {
+        # Paginated lists of pods + Workflows + WorkflowTaskResults: whole (bytes, and the
+        # fastest list + json.loads of the three) and as PartialObjectMetadataList.
+        "full_list_bytes": full["bytes"],
+        "full_list_decode_s": full["decode_s"],
+        "metadata_list_bytes": metadata["bytes"],
+        "metadata_list_decode_s": metadata["decode_s"],
         "list_decode_s": round(list_s, 3),
         # Not the issue's bound, shown beside it: a full pass must also read every Workflow,
         # as completed Argo >= 3.4 workflows keep their outputs only in status.nodes.
@@ -239,7 +255,12 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str 
         # The same list with the collector held during json.loads, as KubeClient decodes.
         "list_decode_gc_paused_s": round(nogc_s, 3),
     }
+    api_bytes = median["api_bytes"]
     result.ratios = {
+        "api_bytes_to_metadata_list_bytes": ratio(api_bytes, metadata["bytes"]),
+        "api_bytes_to_full_list_bytes": ratio(api_bytes, full["bytes"]),
+        "wall_to_full_list_decode": ratio(median["wall_s"], full["decode_s"]),
+        "after_restart_wall_to_full_list_decode": ratio(cold["wall_s"], full["decode_s"]),
         "wall_to_list_decode": ratio(median["wall_s"], list_s),
         "wall_to_list_decode_with_workflows": ratio(median["wall_s"], list_s + workflows_s),
         "wall_to_list_decode_gc_paused": ratio(median["wall_s"], nogc_s),
@@ -251,6 +272,8 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str 
         "passes_wall_s": [r["wall_s"] for r in runs],
         "pods_unchanged": median["pods_unchanged"],
         "phases_s": median["phases_s"],
+        "api_bytes_by_kind": median["api_bytes_by_kind"],
+        "lists": lists,
         "after_restart": {
             **_pass_figures(cold),
             "passes_wall_s": [r["wall_s"] for r in restarts],
@@ -259,8 +282,12 @@ def idle_resync(workdir: Path, sizes: Sizes, repeat: int = 3, mlmd_version: str 
         },
         "converging_pass": {k: converge[k] for k in ("wall_s", "pods_per_s", "mlmd_writes", "patches")},
     }
-    result.target("wall_s", median["wall_s"], 1.0)
-    result.target("wall_to_list_decode", result.ratios["wall_to_list_decode"], 2.0)
+    # docs/design.md's targets: the pass reads next to nothing beyond the metadata lists,
+    # and costs a fraction of reading the same objects whole.
+    result.target(
+        "api_bytes_to_metadata_list_bytes", result.ratios["api_bytes_to_metadata_list_bytes"], 1.25
+    )
+    result.target("wall_to_full_list_decode", result.ratios["wall_to_full_list_decode"], 0.35)
     result.target("mlmd_writes", result.figures["mlmd_writes"], 0)
     result.target("patches", result.figures["patches"], 0)
     return result

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.backoff import RetryPolicy
+from controller.changed_stream import ChangedStream
 from controller.converged import ConvergedSteps
 from controller.health import Readiness
 from controller.kube import KubeAccess, WatchExpired
@@ -203,16 +204,29 @@ class Controller:
             # since, are skipped; each chunk is patched before the next page is read.
             # (Sending a chunk's patches while the next one is reconciled was slower:
             # MLMD's calls hold Python's global lock, so the two only took turns.)
-            stream = ClusterStream(
-                self.kube, self.settings.namespaces, self.options, self.settings.chunk_pods
-            )
+            # With something remembered, the lists are metadata only and just the changed
+            # workflows are read whole (controller/changed_stream.py).
+            namespaces, chunk_pods = self.settings.namespaces, self.settings.chunk_pods
+            stream: ClusterStream | ChangedStream
+            if self.converged.valid:
+                stream = ChangedStream(self.kube, namespaces, self.options, chunk_pods, self.converged)
+            else:
+                stream = ClusterStream(self.kube, namespaces, self.options, chunk_pods)
+
+            def after_chunk(chunk: Chunk, part: PassReport) -> None:
+                self._after_chunk(chunk, part)
+                self.converged.learn(chunk.pods, chunk, part, stream.read.workflows_seen)
+
             report = run_pass(
-                stream.chunks(),
-                store,
-                self.options,
-                skip=self.converged.unchanged,
-                after_chunk=self._after_full_chunk,
+                stream.chunks(), store, self.options, skip=self.converged.skip, after_chunk=after_chunk
             )
+            if isinstance(stream, ChangedStream) and not stream.fell_back:
+                # Pods of unchanged workflows were skipped without being read whole.
+                report.pods_seen += stream.unchanged
+                report.pods_unchanged += stream.unchanged
+                self.converged.note_workflows(stream.read.workflows_seen, stream.listed_workflows)
+            else:
+                self.converged.note_workflows(stream.read.workflows_seen)
             self._report_workflow_problems(stream.read.problems)
             self._resource_versions = stream.read.resource_versions
             self._rv_ready.set()
@@ -230,11 +244,6 @@ class Controller:
             self._drop_store()  # the next chunk reopens it
         self._patch_pods(part)
         self._report_bad_pods(part.errors, chunk.pods)
-
-    def _after_full_chunk(self, chunk: Chunk, part: PassReport) -> None:
-        """As `_after_chunk`, then remember the steps found converged, for the next full passes."""
-        self._after_chunk(chunk, part)
-        self.converged.learn(chunk.pods, chunk, part)
 
     def _report_workflow_problems(self, problems: list[tuple[str, str, str]]) -> None:
         for namespace, name, message in problems:

@@ -79,7 +79,11 @@ def slim_pod(pod: JSON) -> JSON:
     return slim
 
 
-def _slim_node(node: JSON) -> JSON:
+def slim_node(node: JSON) -> JSON:
+    """A `status.nodes` entry cut down to what a step's records read.
+
+    id, name, type, phase, templateName and, of the outputs, the artifacts.
+    """
     slim = {k: node[k] for k in ("id", "name", "type", "phase", "templateName") if k in node}
     outputs = node.get("outputs")
     if isinstance(outputs, dict):
@@ -111,7 +115,7 @@ def slim_workflow(present: set[tuple[str, str]] | None) -> Callable[[JSON], JSON
             n.get("type") == "Pod" and (namespace, i) not in present for i, n in nodes.items()
         ):
             return workflow
-        kept = {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta}
-        return {"metadata": kept, "status": {"nodes": {i: _slim_node(n) for i, n in nodes.items()}}}
+        kept = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels") if k in meta}
+        return {"metadata": kept, "status": {"nodes": {i: slim_node(n) for i, n in nodes.items()}}}
 
     return slim

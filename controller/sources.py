@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 WORKFLOWS_PER_SELECTOR = 50  # workflow names in one label selector of a targeted read
 
 
+@dataclass(frozen=True, slots=True)
+class WorkflowSeen:
+    """A Workflow as a pass read it: its resourceVersion and the ids of its Pod nodes."""
+
+    resource_version: str | None
+    pod_node_ids: frozenset[str]
+
+
 @dataclass
 class PassInputs:
     """What a source read: pods, their steps' WorkflowTaskResults and nodes, and the steps without a pod."""
@@ -47,6 +55,9 @@ class PassInputs:
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     resource_versions: dict[str | None, str] = field(default_factory=dict)  # list RVs for the watch
     workflow_uids: set[str] = field(default_factory=set)  # of the Workflows read
+    # (namespace, name) -> (resourceVersion, its Pod nodes' ids) of each Workflow read, both
+    # from the same object: what lets a later pass tell from metadata alone that it is unchanged.
+    workflows_seen: dict[tuple[str, str], WorkflowSeen] = field(default_factory=dict)
 
     def chunks(self) -> Iterator[Chunk]:
         """All of it as one chunk."""
@@ -92,6 +103,11 @@ def _add_workflow(
     for node_id, node in nodes.items():
         if node.get("type", "Pod") == "Pod":  # DAG, Steps, Retry... nodes have no pod: no step reads them
             inputs.nodes[(namespace, node_id)] = node
+    rv = meta.get("resourceVersion")
+    inputs.workflows_seen[(namespace, name)] = WorkflowSeen(
+        rv if isinstance(rv, str) else None,
+        frozenset(node_id for node_id, node in nodes.items() if node.get("type") == "Pod"),
+    )
     if present is None:
         return nodes
     gone = {node_id for node_id in nodes if (namespace, node_id) not in present}

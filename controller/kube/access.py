@@ -30,6 +30,20 @@ class KubeAccess(Protocol):
         """The same pods, a page at a time as each arrives."""
         ...
 
+    def pod_metadata_pages(
+        self, namespaces: Sequence[str] | None, label_selector: str = ...
+    ) -> PodPages:
+        """The same pods as metadata only (``PartialObjectMetadataList``), a page at a time."""
+        ...
+
+    def list_workflow_metadata(self, namespaces: Sequence[str] | None) -> list[JSON]:
+        """Every Argo Workflow's metadata only; [] when their CRD is absent."""
+        ...
+
+    def list_taskresult_metadata(self, namespaces: Sequence[str] | None) -> list[JSON]:
+        """Every WorkflowTaskResult's metadata only; [] when their CRD is absent."""
+        ...
+
     def list_workflows(
         self,
         namespaces: Sequence[str] | None,

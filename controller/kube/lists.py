@@ -23,6 +23,12 @@ Transform = Callable[[JSON], JSON]
 Fetch = Callable[[str | None], Any]  # one page's request, given the continue token
 Pages = Generator[list[JSON], None, str]  # a list's pages; returns its resourceVersion
 
+# What client-go's metadata client asks for: each object's metadata only, or (from a server
+# that cannot convert) the whole objects, of which only the metadata is then kept.
+METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# Of an object's metadata, what deciding whether it changed needs (managedFields alone is KBs).
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations")
+
 ARGO_GROUP = "argoproj.io"
 ARGO_VERSION = "v1alpha1"
 LIST_RESTARTS = 2  # how often a list whose continue token expired (410) starts over
@@ -52,6 +58,20 @@ class PodPages:
 
     def __iter__(self) -> Iterator[list[JSON]]:
         return self._pages
+
+
+def metadata_only(obj: JSON) -> JSON:
+    """An object (or a PartialObjectMetadata) cut down to ``{"metadata": {...}}``.
+
+    Of the metadata: name, namespace, uid, resourceVersion, labels and annotations.
+
+    Anything not shaped as expected becomes an empty metadata, which matches nothing
+    remembered: the object is then read whole, and validated, like any changed one.
+    """
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        return {"metadata": {}}
+    return {"metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta}}
 
 
 def _drain(pages: Pages, into: list[JSON]) -> str:
@@ -141,9 +161,13 @@ class Lister:
 
     # ----------------------------------------------------------------- pods
     def _pod_lists(
-        self, namespaces: Sequence[str] | None, label_selector: str
+        self, namespaces: Sequence[str] | None, label_selector: str, accept: str | None = None
     ) -> Iterator[tuple[str | None, Fetch, str]]:
-        """(namespace, fetch, what) of each list: one cluster-wide (namespace None), or one per namespace."""
+        """(namespace, fetch, what) of each list: one cluster-wide (namespace None), or one per namespace.
+
+        ``accept``: an Accept header of its own (e.g. METADATA_LIST_ACCEPT), else the client's.
+        """
+        headers = {"Accept": accept} if accept else None
         timeout = self.transport.request_timeout
         limit = self.page_size
         core = self.transport.core
@@ -154,6 +178,7 @@ class Lister:
                     label_selector=label_selector,
                     limit=limit,
                     _continue=token,
+                    _headers=headers,
                     _preload_content=False,
                     _request_timeout=timeout,
                 )
@@ -168,6 +193,7 @@ class Lister:
                     label_selector=label_selector,
                     limit=limit,
                     _continue=token,
+                    _headers=headers,
                     _preload_content=False,
                     _request_timeout=timeout,
                 )
@@ -210,6 +236,24 @@ class Lister:
 
         return PodPages(pages(), resource_versions)
 
+    def pod_metadata_pages(
+        self, namespaces: Sequence[str] | None, label_selector: str = ARGO_WORKFLOW_LABEL
+    ) -> PodPages:
+        """The pods of `pod_pages` as metadata only (PartialObjectMetadataList), a page at a time.
+
+        Each item is ``{"metadata": {...}}`` (`metadata_only`); the list resourceVersions are
+        those of the whole pods' list, ready to resume a watch from.
+        """
+        resource_versions: dict[str | None, str] = {}
+
+        def pages() -> Iterator[list[JSON]]:
+            lists = self._pod_lists(namespaces, label_selector, METADATA_LIST_ACCEPT)
+            for namespace, fetch, what in lists:
+                rv = yield from self._pages(fetch, f"{what} (metadata)", metadata_only)
+                resource_versions[namespace] = rv
+
+        return PodPages(pages(), resource_versions)
+
     # ----------------------------------------------------------------- Argo resources
     def _list_custom(
         self,
@@ -217,7 +261,9 @@ class Lister:
         namespaces: Sequence[str] | None,
         label_selector: str | None,
         transform: Transform | None = None,
+        accept: str | None = None,
     ) -> list[JSON]:
+        headers = {"Accept": accept} if accept else None
         timeout = self.transport.request_timeout
         limit = self.page_size
         custom = self.transport.custom
@@ -234,6 +280,7 @@ class Lister:
                         label_selector=label_selector,
                         limit=limit,
                         _continue=token,
+                        _headers=headers,
                         _preload_content=False,
                         _request_timeout=timeout,
                     )
@@ -245,6 +292,7 @@ class Lister:
                     label_selector=label_selector,
                     limit=limit,
                     _continue=token,
+                    _headers=headers,
                     _preload_content=False,
                     _request_timeout=timeout,
                 )
@@ -283,6 +331,14 @@ class Lister:
     ) -> list[JSON]:
         """Argo WorkflowTaskResults (raw JSON); [] when the CRD is absent (Argo < 3.3)."""
         return self._list_custom("workflowtaskresults", namespaces, label_selector)
+
+    def list_workflow_metadata(self, namespaces: Sequence[str] | None) -> list[JSON]:
+        """Every Argo Workflow's metadata only (PartialObjectMetadataList); [] if the CRD is absent."""
+        return self._list_custom("workflows", namespaces, None, metadata_only, METADATA_LIST_ACCEPT)
+
+    def list_taskresult_metadata(self, namespaces: Sequence[str] | None) -> list[JSON]:
+        """Every WorkflowTaskResult's metadata only (PartialObjectMetadataList); [] if the CRD is absent."""
+        return self._list_custom("workflowtaskresults", namespaces, None, metadata_only, METADATA_LIST_ACCEPT)
 
     # ----------------------------------------------------------------- gets
     def namespace_exists(self, name: str) -> bool:

@@ -58,6 +58,25 @@ def test_idle_resync_writes_nothing_and_patches_nothing(tmp_path: Path) -> None:
     assert doc["details"]["after_restart"]["pods_unchanged"] == 0
     # The running controller's reads: MLMD's newest records, six before the pass and six after.
     assert doc["figures"]["mlmd_reads"] == 12
+    # ...and of the API, the three lists as metadata only: nothing read whole.
+    figures, bounds, ratios = doc["figures"], doc["bounds"], doc["ratios"]
+    assert figures["api_bytes"] > 0 and figures["emulator_cpu_s"] >= 0
+    assert bounds["metadata_list_bytes"] * 2 < bounds["full_list_bytes"]
+    assert bounds["full_list_decode_s"] > 0
+    assert set(doc["details"]["api_bytes_by_kind"]) == {
+        f"list/{kind}/metadata" for kind in ("pods", "workflows", "workflowtaskresults")
+    } - ({"list/workflowtaskresults/metadata"} if not _served_results(doc) else set())
+    assert figures["api_bytes"] <= 1.25 * bounds["metadata_list_bytes"]
+    assert doc["targets"]["api_bytes_to_metadata_list_bytes"]["met"]
+    assert ratios["api_bytes_to_full_list_bytes"] < 1 and ratios["wall_to_full_list_decode"] > 0
+    # A restarted controller lists everything whole.
+    restarted = doc["details"]["after_restart"]["api_bytes"]
+    assert restarted >= bounds["full_list_bytes"] - bounds["metadata_list_bytes"]
+
+
+def _served_results(doc: dict) -> bool:
+    """Whether the WorkflowTaskResults' metadata list had a body (an empty list still has one)."""
+    return doc["details"]["lists"]["metadata"]["per_resource"]["workflowtaskresults"]["bytes"] > 0
 
 
 def test_recovery_after_restore_has_no_duplicates_and_converges(tmp_path: Path) -> None:
