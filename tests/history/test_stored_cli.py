@@ -12,6 +12,7 @@ it, `verify` exits 0 and MLMD equals the never-lost state, with no duplicates.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -77,13 +78,13 @@ class StoredCluster:
         assert self.api.store.list("workflows") == [] and self.api.store.list("pods") == []
         return deleted
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The console script with this cluster's kubeconfig and MLMD."""
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """The console script with this cluster's kubeconfig and MLMD (and `env` set)."""
         command = [*CLI, *args, "--mlmd", self.mlmd_url]
         if "--no-cluster" not in args:
             command += ["--kubeconfig", str(self.kubeconfig)]
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=300, check=False, env=clean_env()
+            command, capture_output=True, text=True, timeout=300, check=False, env=clean_env(**env)
         )
         assert "Traceback" not in done.stderr, done.stderr
         return done
@@ -361,3 +362,34 @@ def test_source_errors_are_one_line_with_the_documented_exit_code(
         assert len(lines) == 1 or (code == 2 and "usage:" in done.stderr), done.stderr
         assert words in done.stderr, (args, done.stderr)
         assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_the_password_comes_from_the_settings_and_is_never_printed(
+    stored_cluster: tuple[StoredCluster, DatabaseURL, DatabaseURL], mariadb_server: Any
+) -> None:
+    """A reader that may only SELECT run_details, its password from KFPMR_KFP_DB_PASSWORD."""
+    cluster, kfp_url, _ = stored_cluster
+    cluster.run(1)
+    cluster.age_past_ttl()
+    user, secret = f"kfpmr_stored_{os.getpid()}", "Pw-9f3!kq-stored"
+    mariadb_server.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{secret}'")
+    try:
+        mariadb_server.execute(f"GRANT SELECT ON `{kfp_url.database}`.run_details TO '{user}'@'%'")
+        url = f"mysql://{user}@127.0.0.1:3306/{kfp_url.database}"
+        done = cluster.cli("reconcile", "--no-cluster", "--from-kfp-db", url, "-o", "json",
+                           KFPMR_KFP_DB_PASSWORD=secret)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert as_json(done)["stored_runs"]["steps"] == STEPS
+        assert secret not in done.stdout + done.stderr
+        wrong = cluster.cli(
+            "verify", "--no-cluster", "--from-kfp-db", url, KFPMR_KFP_DB_PASSWORD=secret + "x"
+        )
+        assert wrong.returncode == 3 and wrong.stderr.startswith("error: cannot connect to the KFP database")
+        assert secret not in wrong.stdout + wrong.stderr
+        in_url = url.replace(f"{user}@", f"{user}:{secret}@")
+        shown = cluster.cli("verify", "--no-cluster", "--from-kfp-db", in_url, "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert as_json(shown)["stored_runs"]["url"] == f"mysql://{user}:***@127.0.0.1:3306/{kfp_url.database}"
+        assert secret not in shown.stdout + shown.stderr
+    finally:
+        mariadb_server.execute(f"DROP USER IF EXISTS '{user}'@'%'")
