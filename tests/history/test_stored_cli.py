@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from sandbox.kfp_runstore import KfpRunStore
 from sandbox.persistence import NodesForm, PersistenceAgent, every_second_compressed
 from sandbox.simulator import SimClock, Simulator, chain_workflow
 from store.connect import open_store
-from tests.controller.test_manual_cli import CLI, clean_env
+from tests.controller.test_manual_cli import CLI, clean_env, run_on_terminal
 from tests.mlmd_snapshot import snapshot
 
 KfpStore = Callable[..., tuple[DatabaseURL, KfpRunStore]]
@@ -393,3 +394,16 @@ def test_the_password_comes_from_the_settings_and_is_never_printed(
         assert secret not in shown.stdout + shown.stderr
     finally:
         mariadb_server.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_a_progress_bar_over_the_stored_runs_on_a_terminal(
+    stored_cluster: tuple[StoredCluster, DatabaseURL, DatabaseURL],
+) -> None:
+    cluster, kfp_url, _ = stored_cluster
+    cluster.run(3)
+    cluster.age_past_ttl()
+    args = ["reconcile", "--no-cluster", "--from-kfp-db", plain(kfp_url), "--mlmd", cluster.mlmd_url]
+    code, screen = run_on_terminal([*CLI, *args])
+    assert code == 0, screen
+    assert "reading stored runs" in screen and "3/3" in screen  # the bar over the runs, and its count
+    assert re.search(r"steps rebuilt from stored runs\s*│\s*9\b", screen)  # the summary table
