@@ -158,7 +158,8 @@ class StoredChunks:
         if run.unrecoverable is not None or run.workflow is None:
             reason = run.unrecoverable.value if run.unrecoverable is not None else "malformed"
             reading.unrecoverable.append(UnrecoverableRun(str(run), reason, run.detail))
-            log.warning("stored run %s cannot be rebuilt: %s: %s", run, reason, run.detail)
+            # INFO: the report names every one of them; a warning line each would say it twice.
+            log.info("stored run %s cannot be rebuilt: %s: %s", run, reason, run.detail)
             return []
         if uid is not None and uid in self.live_uids:
             reading.runs_live += 1

@@ -11,6 +11,8 @@ it, `verify` exits 0 and MLMD equals the never-lost state, with no duplicates.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import re
@@ -31,6 +33,7 @@ from sandbox.argo_archive import ArgoArchiveWriter
 from sandbox.kfp_runstore import KfpRunStore
 from sandbox.persistence import NodesForm, PersistenceAgent, every_second_compressed
 from sandbox.simulator import SimClock, Simulator, chain_workflow
+from sandbox.sqldb import SqlWriter
 from store.connect import open_store
 from tests.controller.test_manual_cli import CLI, clean_env, run_on_terminal
 from tests.mlmd_snapshot import snapshot
@@ -303,6 +306,35 @@ def test_unrecoverable_runs_are_counted_and_named(
     assert text.returncode == 0, text.stdout + text.stderr
     assert "stored runs unrecoverable: 1" in text.stdout
     assert f"unrecoverable: kubeflow/{name} (kfp-db " in text.stdout
+
+    # Bad rows: text that is not JSON, and a node that cannot be read. One line each, the rest
+    # of the pass goes on; the bad node is an error (exit 1), its run's other steps recorded.
+    others = [n for n in names if n != name]
+    with SqlWriter(kfp_url) as db:
+        db.execute(
+            "UPDATE run_details SET WorkflowRuntimeManifest = %s WHERE Name = %s", ["{not json", others[0]]
+        )
+        [(text_of,)] = db.query(
+            "SELECT WorkflowRuntimeManifest FROM run_details WHERE Name = %s", [others[1]]
+        )
+        workflow = json.loads(text_of)
+        nodes = json.loads(gzip.decompress(base64.b64decode(workflow["status"].pop("compressedNodes"))))
+        broken = next(k for k, v in nodes.items() if v.get("type") == "Pod")
+        nodes[broken]["type"] = 7
+        workflow["status"]["nodes"] = nodes
+        db.execute(
+            "UPDATE run_details SET WorkflowRuntimeManifest = %s WHERE Name = %s",
+            [json.dumps(workflow), others[1]],
+        )
+    bad = cluster.cli("verify", "--no-cluster", "--from-kfp-db", source, "-o", "json")
+    assert bad.returncode == 1, bad.stderr  # the broken node: an error; nothing else is missing
+    report = as_json(bad)
+    reasons = sorted(u["reason"] for u in report["stored_runs"]["unrecoverable"])
+    assert reasons == ["malformed", "nodes_offloaded"]
+    [error] = report["errors"]
+    assert error["reason"] == "malformed_workflow" and error["pod"] == f"{others[1]}/{broken}"
+    assert "has no type" in error["message"] and f"kubeflow/{others[1]} (kfp-db " in error["message"]
+    assert report["stored_runs"]["steps"] == STEPS - 1
 
 
 def test_scopes_select_stored_runs(stored_cluster: tuple[StoredCluster, DatabaseURL, DatabaseURL]) -> None:
