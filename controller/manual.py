@@ -70,6 +70,7 @@ def run_manual(
         stored.live_uids = found.workflow_uids
         stored.live_keys = desired
         stored.progress = progress
+        stored.track_keys = verify and orphans_checked and not scope.workflows
         kept: list[WorkflowPlan] = []
 
         def after_chunk(chunk: Chunk, part: PassReport) -> None:

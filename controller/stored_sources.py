@@ -75,8 +75,10 @@ class StoredReading:
     unrecoverable: list[UnrecoverableRun] = field(default_factory=list)
     # (namespace, workflow[/node], message): Workflows or nodes that cannot be read.
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    # Of the runs read and the steps handed to the pass; only for verify's orphan search
+    # (`StoredChunks.track_keys`), so a reconcile over 100,000 runs does not hold them.
     workflow_uids: set[str] = field(default_factory=set)
-    step_keys: set[str] = field(default_factory=set)  # execution keys handed to the pass
+    step_keys: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         """The `stored_runs` object of `--output json`."""
@@ -148,12 +150,13 @@ class StoredChunks:
         self.live_uids = live_uids
         self.live_keys = live_keys
         self.progress = progress
+        self.track_keys = True  # fill reading.workflow_uids and step_keys
 
     def _steps_of(self, run: StoredRun) -> list[DesiredStep]:
         """The run's steps, or none when it is unrecoverable or live (counted either way)."""
         reading = self.reading
         uid = run.workflow_uid
-        if uid is not None:
+        if uid is not None and self.track_keys:
             reading.workflow_uids.add(uid)
         if run.unrecoverable is not None or run.workflow is None:
             reason = run.unrecoverable.value if run.unrecoverable is not None else "malformed"
@@ -172,7 +175,8 @@ class StoredChunks:
         kept = [s for s in steps if s.execution.key not in self.live_keys]
         reading.steps_live += len(steps) - len(kept)
         reading.steps += len(kept)
-        reading.step_keys.update(s.execution.key for s in kept)
+        if self.track_keys:
+            reading.step_keys.update(s.execution.key for s in kept)
         return kept
 
     def chunks(self) -> Iterator[Chunk]:
