@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     rec = sub.add_parser(
         "reconcile",
         help="run one reconcile pass now",
-        description="One pass over a cluster (or a saved dump): write what MLMD lacks and fix pod labels.",
+        description="One pass over a cluster (or a saved dump), and over the runs KFP or Argo stored "
+        "(--from-kfp-db, --from-argo-archive): write what MLMD lacks and fix pod labels.",
     )
     _scope_flags(rec)
     rec.add_argument(
