@@ -20,7 +20,7 @@ from typing import Any
 from bench import scenarios as s
 from bench.common import REPORTS, Report, write_report
 
-SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale")
+SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale", "stored-runs")
 
 
 def run(
@@ -52,6 +52,10 @@ def run(
         from bench.fuzz import fuzz
 
         return fuzz(100 if quick else pods)
+    if name == "stored-runs":
+        from bench.stored_runs import stored_runs
+
+        return stored_runs(workdir, 20 if quick else (workflows or 10_000))
     if name == "scale":
         counts = [50, 200] if quick else [1_000, 10_000, 50_000]
         return s.scale(workdir, counts, plot=plot)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workflows",
         type=int,
         default=None,
-        help="backfill, idle-resync: completed 5-step workflows to load",
+        help="backfill, idle-resync: completed 5-step workflows to load; stored-runs: runs (10,000)",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="scale: PNG of the curve (default bench/reports/scale.png)"

@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     rec = sub.add_parser(
         "reconcile",
         help="run one reconcile pass now",
-        description="One pass over a cluster (or a saved dump): write what MLMD lacks and fix pod labels.",
+        description="One pass over a cluster (or a saved dump), and over the runs KFP or Argo stored "
+        "(--from-kfp-db, --from-argo-archive): write what MLMD lacks and fix pod labels.",
     )
     _scope_flags(rec)
     rec.add_argument(
@@ -200,12 +201,47 @@ def _scope_flags(command: argparse.ArgumentParser) -> None:
         help="a saved List (kubectl get pods,workflows,workflowtaskresults -A -o json) instead of the "
         "cluster; label changes are then printed, not applied",
     )
+    _stored_flags(command)
     _kube_flags(command)
     _store_flag(command)
     command.add_argument(
         "--output", "-o", choices=("text", "json"), default="text", help="report format (default: text)"
     )
     _log_flag(command)
+
+
+def _stored_flags(command: argparse.ArgumentParser) -> None:
+    stored = command.add_mutually_exclusive_group()
+    stored.add_argument(
+        "--from-kfp-db",
+        metavar="URL",
+        help="also read the runs KFP stored in its mlpipeline database (mysql://user@host/mlpipeline or "
+        "postgresql://...; read-only; password from the URL or KFPMR_KFP_DB_PASSWORD)",
+    )
+    stored.add_argument(
+        "--from-argo-archive",
+        metavar="URL",
+        help="also read the Workflows in Argo's workflow archive (postgresql://... or mysql://...; "
+        "read-only; password from the URL or KFPMR_ARGO_ARCHIVE_PASSWORD)",
+    )
+    command.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="with a stored source: read only it, not the cluster (no Kubernetes access)",
+    )
+    command.add_argument(
+        "--since",
+        metavar="TIME",
+        help="stored runs that finished at or after TIME (ISO 8601, UTC unless a zone is given)",
+    )
+    command.add_argument("--until", metavar="TIME", help="stored runs that finished before TIME")
+    command.add_argument(
+        "--run-id",
+        action="append",
+        dest="run_ids",
+        metavar="ID",
+        help="only this KFP run id of the stored source (repeatable)",
+    )
 
 
 def _kube_flags(command: argparse.ArgumentParser) -> None:
@@ -281,16 +317,66 @@ def _one_address(args: argparse.Namespace) -> tuple[str, int] | None:
     return address
 
 
+def _stored_request(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(kind, URL) of the stored source asked for, or None; flags that need one are checked."""
+    from controller.stored_sources import ARGO_ARCHIVE, KFP_DB
+
+    if args.from_kfp_db:
+        return KFP_DB, args.from_kfp_db
+    if args.from_argo_archive:
+        return ARGO_ARCHIVE, args.from_argo_archive
+    needs = [
+        flag
+        for flag, value in (
+            ("--since", args.since),
+            ("--until", args.until),
+            ("--run-id", args.run_ids),
+            ("--no-cluster", args.no_cluster),
+        )
+        if value
+    ]
+    if needs:
+        raise UsageError(
+            f"{', '.join(needs)} need(s) a stored source: --from-kfp-db URL or --from-argo-archive URL"
+        )
+    return None
+
+
+def _run_scope(args: argparse.Namespace, namespaces: list[str] | None) -> Any:
+    """The stored source's RunScope from the scope flags; a bad time is a usage error."""
+    from controller.stored_sources import parse_time
+    from history import RunScope
+
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        raise UsageError(f"--since/--until: {exc}") from None
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    return RunScope(
+        since=since,
+        until=until,
+        run_ids=frozenset(args.run_ids or ()),
+        namespaces=frozenset(namespaces or ()),
+        workflows=frozenset(args.workflows or ()),
+    )
+
+
 def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     from controller.manual import run_manual
     from controller.report_view import progress_bar
     from controller.settings import load_settings
-    from controller.sources import Scope, ScopeError, read_cluster, read_file
+    from controller.sources import PassInputs, Scope, ScopeError, read_cluster, read_file
+    from controller.stored_sources import ARGO_ARCHIVE, StoredChunks, open_stored_source
     from store.connect import open_store
     from store.errors import StoreUnavailable
     from store.metadata import MetadataStore
 
     dry_run = verify or args.dry_run
+    requested = _stored_request(args)
+    if args.no_cluster and args.from_file:
+        raise UsageError("--no-cluster and --from-file: give one of them")
     settings = load_settings(
         mlmd_url=args.mlmd, kubeconfig=args.kubeconfig, kube_context=args.context, log_level=args.log_level
     )
@@ -298,6 +384,7 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     options = settings.reconcile_options()
     namespaces = None if args.all_namespaces else args.namespaces or settings.namespaces or None
     scope = Scope(namespaces, args.workflows or [])
+    run_scope = _run_scope(args, namespaces) if requested else None
     # The store first: a missing or unreachable one ends the command before a long read.
     # A dry run and verify open it read-only, so they never create a file, database or schema.
     store = MetadataStore.over(
@@ -308,34 +395,58 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
             max_receive_message_length=settings.mlmd_max_receive_message_length,
         )
     )
+    # Then the stored source: a wrong URL, password or table layout ends it before the cluster is read.
+    source = None
+    stored = None
+    if requested is not None:
+        kind, url = requested
+        secret = settings.argo_archive_password if kind == ARGO_ARCHIVE else settings.kfp_db_password
+        source, reading = open_stored_source(
+            kind,
+            url,
+            password=secret.get_secret_value() if secret is not None else None,
+            cluster_name=settings.argo_archive_cluster_name,
+        )
+        assert run_scope is not None
+        stored = StoredChunks(source, run_scope, options, reading)
     kube = None
     try:
-        if args.from_file:
-            found = read_file(args.from_file, scope, options)
-        else:
-            from controller.kube import KubeClient, api_client_from
+        try:
+            if args.from_file:
+                found = read_file(args.from_file, scope, options)
+            elif args.no_cluster:
+                found = PassInputs(pods=[], taskresults={}, nodes={}, podless_steps=[])
+            else:
+                from controller.kube import KubeClient, api_client_from
 
-            kube = KubeClient(api_client_from(settings.kubeconfig, settings.kube_context))
-            found = read_cluster(kube, scope, options)
-    except ScopeError as exc:
-        raise UsageError(str(exc)) from None
-    text = args.output == "text"
-    terminal = text and sys.stdout.isatty()
-    try:
-        with progress_bar(terminal, sys.stderr) as progress:
-            outcome = run_manual(
-                found,
-                store,
-                options,
-                write=not dry_run,
-                verify=verify,
-                scope=scope,
-                kube=kube,
-                progress=progress,
-            )
-    except StoreUnavailable as exc:
-        print(_error_line(f"MLMD became unreachable during the pass: {exc}"), file=sys.stderr)
-        return EXIT_UNREACHABLE
+                kube = KubeClient(api_client_from(settings.kubeconfig, settings.kube_context))
+                # With a stored source, a workflow the cluster no longer has may be stored.
+                found = read_cluster(kube, scope, options, missing_ok=stored is not None)
+        except ScopeError as exc:
+            raise UsageError(str(exc)) from None
+        text = args.output == "text"
+        terminal = text and sys.stdout.isatty()
+        try:
+            with progress_bar(terminal, sys.stderr) as progress:
+                outcome = run_manual(
+                    found,
+                    store,
+                    options,
+                    write=not dry_run,
+                    verify=verify,
+                    scope=scope,
+                    kube=kube,
+                    progress=progress,
+                    stored=stored,
+                    # A stored source read in part cannot tell an orphan from a run out of scope.
+                    orphans_checked=run_scope is None or not (run_scope.timed or run_scope.run_ids),
+                )
+        except StoreUnavailable as exc:
+            print(_error_line(f"MLMD became unreachable during the pass: {exc}"), file=sys.stderr)
+            return EXIT_UNREACHABLE
+    finally:
+        if source is not None:
+            source.close()
     return _show(outcome, args.output, store.capabilities, dry_run=dry_run, verify=verify, terminal=terminal)
 
 
@@ -390,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     from controller.kube import KubeApiError, KubeConfigError, KubeUnavailableError
     from controller.settings import SettingsError
+    from history.errors import SourceConfigError, SourceLayoutError, SourceUnavailableError
     from store.errors import StoreConfigError, StoreUnavailableError
 
     args = _parse(argv)
@@ -398,10 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         return int(args.handler(args))
-    except (UsageError, SettingsError, StoreConfigError, KubeConfigError, KubeApiError) as exc:
+    except (
+        UsageError,
+        SettingsError,
+        StoreConfigError,
+        KubeConfigError,
+        KubeApiError,
+        SourceConfigError,
+        SourceLayoutError,
+    ) as exc:
         print(_error_line(exc), file=sys.stderr)
         return EXIT_USAGE
-    except (StoreUnavailableError, KubeUnavailableError) as exc:
+    except (StoreUnavailableError, KubeUnavailableError, SourceUnavailableError) as exc:
         print(_error_line(exc), file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:

@@ -33,6 +33,8 @@ def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str,
     data["offline"] = outcome.offline
     data["pod_patches_applied"] = outcome.patches_applied
     data["steps_without_pod"] = len(outcome.found.podless_steps)
+    if outcome.stored is not None:
+        data["stored_runs"] = outcome.stored.to_json()
     if verify:
         counted = counted_drift(outcome)
         data["drift"] = {k: [d.to_json() for d in v] for k, v in grouped(outcome.drift).items()}
@@ -96,6 +98,12 @@ def _rows(data: dict[str, Any], outcome: ManualOutcome, verify: bool) -> list[tu
     ]
     for reason, count in data["pods_skipped_by_reason"].items():
         rows.append((f"pods skipped: {reason}", str(count)))
+    stored = data.get("stored_runs")
+    if stored is not None:
+        rows.append((f"stored runs read ({stored['source']})", str(stored["runs_read"])))
+        rows.append(("stored runs left to the live Workflow", str(stored["runs_live"])))
+        rows.append(("steps rebuilt from stored runs", str(stored["steps"])))
+        rows.append(("stored runs unrecoverable", str(stored["unrecoverable_total"])))
     verb = "MLMD writes planned" if data["dry_run"] or verify else "MLMD writes"
     for kind, count in data["actions"].items():
         rows.append((f"{verb}: {kind}", str(count)))
@@ -144,6 +152,8 @@ def print_summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool, out: T
             print(f"{name}: {value}", file=out)
     for warning in outcome.report.warnings:
         _line(f"warning: {warning.namespace}/{warning.pod}: {warning.message}", out)
+    for lost in outcome.stored.unrecoverable if outcome.stored is not None else []:
+        _line(f"unrecoverable: {lost.run}: {lost.reason}: {lost.detail}", out)
     for problem in outcome.report.errors:
         _line(f"error: {problem}", out)
 
@@ -166,7 +176,7 @@ def progress_bar(enabled: bool, out: TextIO) -> Iterator[Progress | None]:
         transient=False,
     ) as bar:
         tasks: dict[str, Any] = {}
-        labels = {"pods": "reading pods", "apply": "writing steps"}
+        labels = {"pods": "reading pods", "runs": "reading stored runs", "apply": "writing steps"}
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -161,6 +161,19 @@ class Settings(BaseSettings):
         pattern="^(DEBUG|INFO|WARNING|ERROR)$",
         description="Log level (any case). Default INFO for `run`; the other commands log WARNING and "
         "above unless this is set. APScheduler's own lines show only at DEBUG.",
+    )
+    kfp_db_password: SecretStr | None = Field(
+        default=None,
+        description="Password of --from-kfp-db's user when its URL has none (never printed).",
+    )
+    argo_archive_password: SecretStr | None = Field(
+        default=None,
+        description="Password of --from-argo-archive's user when its URL has none (never printed).",
+    )
+    argo_archive_cluster_name: str | None = Field(
+        default=None,
+        description="Read only the Workflows Argo archived under this clusterName (Argo's default is "
+        "'default'); default: every cluster's.",
     )
     event_interval_s: float = Field(
         default=600.0, ge=0, description="At most one Kubernetes Event per pod and reason in this time."

@@ -322,8 +322,13 @@ def read_file(path: str, scope: Scope, options: ReconcileOptions) -> PassInputs:
     return assemble(pods, workflows, results, options)
 
 
-def read_cluster(kube: KubeAccess, scope: Scope, options: ReconcileOptions) -> PassInputs:
-    """What the controller's passes read, limited to the scope; unknown names are a ScopeError."""
+def read_cluster(
+    kube: KubeAccess, scope: Scope, options: ReconcileOptions, *, missing_ok: bool = False
+) -> PassInputs:
+    """What the controller's passes read, limited to the scope; unknown names are a ScopeError.
+
+    With `missing_ok` (a stored source read too), workflow names the cluster lacks are not.
+    """
     for namespace in scope.namespaces or []:
         if not kube.namespace_exists(namespace):
             raise ScopeError(f"namespace {namespace!r} not found")
@@ -340,7 +345,7 @@ def read_cluster(kube: KubeAccess, scope: Scope, options: ReconcileOptions) -> P
         if meta.get("name") in names:
             where.setdefault(meta.get("namespace", "default"), set()).add(meta["name"])
     missing = sorted(set(names) - {n for found in where.values() for n in found})
-    if missing:
+    if missing and not missing_ok:
         within = ", ".join(scope.namespaces) if scope.namespaces else "any namespace"
         raise ScopeError(f"workflow {', '.join(missing)} not found in {within}")
     return read_workflows(kube, where, options)

@@ -502,19 +502,28 @@ def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
     producer = {out.desired.key: i for i, p in enumerate(plans) for out in p.outputs if out.op is Op.CREATE}
     done: set[int] = set()
     ordered: list[StepPlan] = []
-
-    def visit(i: int, trail: frozenset[int]) -> None:
-        if i in done or i in trail:
-            return
-        for link in plans[i].inputs:
-            if link.artifact_key is not None and link.artifact_key in producer:
-                visit(producer[link.artifact_key], trail | {i})
-        done.add(i)
-        ordered.append(plans[i])
-
     for i in range(len(plans)):
-        visit(i, frozenset())
+        _visit(i, frozenset(), plans, producer, done, ordered)
     return ordered
+
+
+def _visit(
+    i: int,
+    trail: frozenset[int],
+    plans: Sequence[StepPlan],
+    producer: Mapping[str, int],
+    done: set[int],
+    ordered: list[StepPlan],
+) -> None:
+    # A module-level function, not a closure that calls itself: such a closure is a reference
+    # cycle, which the pass (its collector paused) would keep with every plan until it ends.
+    if i in done or i in trail:
+        return
+    for link in plans[i].inputs:
+        if link.artifact_key is not None and link.artifact_key in producer:
+            _visit(producer[link.artifact_key], trail | {i}, plans, producer, done, ordered)
+    done.add(i)
+    ordered.append(plans[i])
 
 
 def plan_workflow(

@@ -54,13 +54,43 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "1.14.0 (KFP 2.0.2 on), or current (the project's own; default); an old one's venv is made "
         "on first use (docs/mlmd-versions.md)",
     )
+    box.add_argument(
+        "--run-store",
+        metavar="URL",
+        help="record every run into a KFP-shaped mlpipeline database at URL "
+        "(mysql://root@127.0.0.1:3306/NAME or postgresql://...; DROPPED and created), "
+        "delete finished Workflows and pods after --workflow-ttl as KFP does, and stop the "
+        "controller for the second half of the runs: the demo shows the gap and the "
+        "reconcile --from-kfp-db command that repairs it",
+    )
+    box.add_argument(
+        "--argo-archive",
+        metavar="URL",
+        help="with --run-store: also archive completed Workflows as Argo's workflow archive does, in the "
+        "database at URL (e.g. postgresql://postgres@127.0.0.1:5432/NAME; DROPPED and created)",
+    )
+    box.add_argument(
+        "--workflow-ttl",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --run-store: seconds after a run finished that its Workflow and pods are deleted "
+        "(KFP: 86400; default here 5)",
+    )
+    box.add_argument(
+        "--run-store-layout",
+        choices=("1.8", "2.5", "2.17"),
+        default="1.8",
+        help="with --run-store: the KFP release whose run_details columns to use (default 1.8)",
+    )
     box.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the demo as the flags say; its exit code (1 when the last pass had errors)."""
     from controller.exits import EXIT_OK, EXIT_POD_ERRORS, UsageError
-    from sandbox.demo import run_demo
+    from history.errors import HistoryError
+    from sandbox.demo import RunStoreSetup, run_demo
     from sandbox.mlmd_legacy import LegacyServerError
     from sandbox.mlmd_venvs import MlmdVenvError
     from store.errors import StoreUnavailableError
@@ -69,6 +99,15 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError("--runs must be at least 1")
     if args.mlmd and args.mlmd_version != "current":
         raise UsageError("--mlmd-version starts a server; --mlmd uses one that runs: give one of them")
+    run_store = None
+    if args.run_store:
+        if args.runs < 2:
+            raise UsageError("--run-store needs --runs 2 or more: half run while the writer is down")
+        if not 1 <= args.workflow_ttl <= 3600:
+            raise UsageError("--workflow-ttl must be from 1 to 3600 seconds in the sandbox")
+        run_store = RunStoreSetup(args.run_store, args.argo_archive, args.workflow_ttl, args.run_store_layout)
+    elif args.argo_archive:
+        raise UsageError("--argo-archive needs --run-store")
     try:
         result = run_demo(
             args.runs,
@@ -79,9 +118,12 @@ def run_command(args: argparse.Namespace) -> int:
             mlmd_url=args.mlmd,
             keep=args.keep,
             mlmd_version=args.mlmd_version,
+            run_store=run_store,
         )
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    except HistoryError as exc:  # the run store's database cannot be reached or read
+        raise StoreUnavailableError(f"run store: {exc}") from None
     except (MlmdVenvError, LegacyServerError) as exc:  # exit 3: MLMD could not be started
         raise StoreUnavailableError(f"MLMD {args.mlmd_version}: {exc}") from None
     return EXIT_POD_ERRORS if result.errors else EXIT_OK

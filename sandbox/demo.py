@@ -64,6 +64,29 @@ class DemoResult:
     errors: list[str]
     mlmd_counts: dict[str, int]
     dump: Path | None = None  # cluster.json: what `kubectl get pods,workflows,workflowtaskresults` shows
+    gap: StoredGap | None = None  # with a run store: the runs the writer outage and the TTL lost
+
+
+@dataclass(frozen=True)
+class RunStoreSetup:
+    """Where the demo's KFP run store (and Argo archive) go, and the workflow TTL."""
+
+    url: str  # mysql://... or postgresql://...: dropped and created by the demo
+    archive_url: str | None = None
+    ttl_s: float = 5.0
+    layout: str = "1.8"
+
+
+@dataclass(frozen=True)
+class StoredGap:
+    """What the one-day gap looks like once the TTL deleted the runs the writer missed."""
+
+    run_store: str  # redacted URL
+    runs_stored: int
+    runs_deleted: int
+    missing_runs: list[str]  # workflow names with no run context in MLMD
+    missing_executions: int
+    commands: list[str]  # verify, reconcile, verify: what repairs it
 
 
 def demo_workflows(folder: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -146,9 +169,17 @@ def run_demo(
     mlmd_url: str | None = None,
     keep: bool = False,
     mlmd_version: str = "current",
+    run_store: RunStoreSetup | None = None,
     out: Any = sys.stdout,
 ) -> DemoResult:
     """Run `runs` workflows to completion and reconcile MLMD with them.
+
+    With `run_store`, KFP's persistence agent records every run into a fresh
+    `mlpipeline`-shaped database (and Argo's archive, if given) and deletes
+    finished Workflows and their pods `ttl_s` after they finished, as KFP does;
+    the controller records the first half of the runs, then stops recording (a
+    writer outage) while the rest run and the TTL deletes them: the demo
+    prints the gap and the `verify`/`reconcile --from-kfp-db` commands that repair it.
 
     The workflows are the project's own pipelines, or those compiled into
     `pipelines_dir` (see `demo_workflows`). With no `mlmd_url`, the MLMD gRPC server
@@ -184,6 +215,7 @@ def run_demo(
             mlmd_server,
             keep=keep,
             mlmd_version=mlmd_version,
+            run_store=run_store,
             out=out,
         )
     finally:
@@ -202,6 +234,7 @@ def _run(
     keep: bool,
     mlmd_version: str,
     out: Any,
+    run_store: RunStoreSetup | None = None,
 ) -> DemoResult:
     from controller.health import HealthServer, Readiness
     from controller.kube import KubeClient, api_client_from
@@ -236,28 +269,58 @@ def _run(
         print(f"controller:    running (metrics at http://127.0.0.1:{health.port}/metrics)", file=out)
         controller.start()
         controller.activate()
+        agent = None
+        deleted = 0  # Workflows the TTL deleted
         try:
             simulator = Simulator(server.store, profile, seed=seed)
+            if run_store is not None:
+                agent = _start_run_store(server.store, run_store, out)
             rng = random.Random(seed)
-            for i in range(runs):
-                name, workflow = workflows[i] if i < len(workflows) else rng.choice(workflows)
-                submitted = simulator.submit(workflow, "kubeflow")
-                print(f"submitted      {submitted}  ({name}, Argo {profile})", file=out)
-            simulator.run(pace_s=0.05, background=True, stop_when_idle=True)
+            # With a run store, the controller records the first half; the rest run during an outage.
+            first = runs if run_store is None else runs - runs // 2
+            batches = [(0, first)] + ([(first, runs)] if first < runs else [])
             store = open_store(mlmd_url)
-            while simulator.active:
-                time.sleep(1.0)
-                done, pods = runs - len(simulator.active), len(server.store.list("pods"))
-                print(
-                    f"progress:      {done}/{runs} workflows finished, {pods} pods, "
-                    f"{len(store.get_executions())} executions in MLMD",
-                    file=out,
-                )
-            # Level-triggered check: passes until one finds nothing to do.
-            for _ in range(5):
-                final = controller.run_pass("manual")
-                if final is not None and not sum(final.actions.values()) and not final.patch_count:
-                    break
+            for start, end in batches:
+                if start:
+                    controller.deactivate()
+                    print(f"writer outage: the controller stops recording; {end - start} more runs", file=out)
+                for i in range(start, end):
+                    name, workflow = workflows[i] if i < len(workflows) else rng.choice(workflows)
+                    submitted = simulator.submit(workflow, "kubeflow")
+                    print(f"submitted      {submitted}  ({name}, Argo {profile})", file=out)
+                simulator.run(pace_s=0.05, background=True, stop_when_idle=True)
+                while simulator.active:
+                    time.sleep(1.0)
+                    if agent is not None:
+                        deleted += len(agent.sync().deleted)  # early runs may pass the TTL already
+                    done, pods = end - len(simulator.active), len(server.store.list("pods"))
+                    print(
+                        f"progress:      {done}/{runs} workflows finished, {pods} pods, "
+                        f"{len(store.get_executions())} executions in MLMD",
+                        file=out,
+                    )
+                simulator.stop()
+                if agent is not None:
+                    deleted += len(agent.sync().deleted)
+                if not start:
+                    # Level-triggered check: passes until one finds nothing to do.
+                    for _ in range(5):
+                        final = controller.run_pass("manual")
+                        if final is not None and not sum(final.actions.values()) and not final.patch_count:
+                            break
+            gap = None
+            if agent is not None and run_store is not None:
+                deleted += _await_ttl(server.store, agent, run_store.ttl_s, out)
+                if first < runs:
+                    controller.activate()
+                    print(
+                        "writer back:   the controller records again; the cluster has nothing left", file=out
+                    )
+                    for _ in range(5):
+                        final = controller.run_pass("manual")
+                        if final is not None and not sum(final.actions.values()) and not final.patch_count:
+                            break
+                gap = _print_gap(run_store, mlmd_url, workdir, mlmd_server is not None, deleted, keep, out)
             result = _print_summary(
                 final,
                 metrics,
@@ -283,7 +346,93 @@ def _run(
         finally:
             controller.stop()
             health.stop()
-    return replace(result, dump=dump)
+    return replace(result, dump=dump, gap=gap)
+
+
+def _start_run_store(cluster: Any, setup: RunStoreSetup, out: Any) -> Any:
+    """A fresh run store (and archive) and KFP's persistence agent over the cluster."""
+    from history.url import parse_database_url
+    from sandbox.argo_archive import ArgoArchiveWriter, create_archive_tables
+    from sandbox.kfp_runstore import KfpRunStore, create_run_details
+    from sandbox.persistence import PersistenceAgent, every_second_compressed
+    from sandbox.sqldb import SqlWriter, create_database
+
+    url = create_database(parse_database_url(setup.url, what="run store"))
+    writer = SqlWriter(url)
+    create_run_details(writer, setup.layout)
+    archive = None
+    if setup.archive_url is not None:
+        archive_url = create_database(parse_database_url(setup.archive_url, what="Argo archive"))
+        archive_writer = SqlWriter(archive_url)
+        create_archive_tables(archive_writer)
+        archive = ArgoArchiveWriter(archive_writer)
+        print(f"Argo archive:  {archive_url.redacted()}  (argo_archived_workflows)", file=out)
+    print(
+        f"run store:     {url.redacted()}  (KFP {setup.layout} run_details; workflow TTL {setup.ttl_s:g} s, "
+        "every second run's nodes compressed)",
+        file=out,
+    )
+    return PersistenceAgent(
+        cluster,
+        run_store=KfpRunStore(writer, setup.layout),
+        archive=archive,
+        ttl_s=setup.ttl_s,
+        nodes_form=every_second_compressed,
+    )
+
+
+def _await_ttl(cluster: Any, agent: Any, ttl_s: float, out: Any) -> int:
+    """Let the agent delete every finished KFP Workflow (and its pods) once the TTL passed."""
+    deleted = 0
+    deadline = time.monotonic() + ttl_s + 60.0
+    while cluster.list("workflows"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the workflow TTL ({ttl_s:g} s) did not delete every Workflow")
+        deleted += len(agent.sync().deleted)
+        time.sleep(0.25)  # the TTL counts real time: wait for it, there is nothing to synchronise on
+    print("workflow TTL:  every finished Workflow deleted with its pods, as KFP does a day later", file=out)
+    return deleted
+
+
+def _print_gap(
+    setup: RunStoreSetup, mlmd_url: str, workdir: Path, own_mlmd: bool, deleted: int, keep: bool, out: Any
+) -> StoredGap:
+    """What MLMD lacks that the run store still has, and the commands that repair it."""
+    from controller.manual import run_manual
+    from controller.sources import PassInputs, Scope
+    from controller.stored_sources import KFP_DB, StoredChunks, open_stored_source
+    from history import RunScope
+    from reconcile.options import ReconcileOptions
+    from store.connect import open_store
+    from store.metadata import MetadataStore
+
+    source, reading = open_stored_source(KFP_DB, setup.url)
+    try:
+        outcome = run_manual(
+            PassInputs(pods=[], taskresults={}, nodes={}, podless_steps=[]),
+            MetadataStore.over(open_store(mlmd_url, read_only=True)),
+            ReconcileOptions(),
+            write=False,
+            verify=True,
+            scope=Scope(None),
+            stored=StoredChunks(source, RunScope(), ReconcileOptions(), reading),
+        )
+    finally:
+        source.close()
+    missing_runs = sorted(d.subject for d in outcome.drift if d.kind == "missing_context")
+    missing = sum(d.kind == "missing_execution" for d in outcome.drift)
+    local_url = mlmd_url if keep or not own_mlmd else f"sqlite:///{workdir / 'mlmd.sqlite'}"
+    tail = f"--from-kfp-db {shlex.quote(reading.url)} --mlmd {shlex.quote(redact(local_url))}"
+    commands = [f"{COMMAND} {verb} --no-cluster {tail}" for verb in ("verify", "reconcile", "verify")]
+    print(
+        f"the gap:       {len(missing_runs)} runs ({missing} steps) are in neither the cluster nor MLMD; "
+        f"the run store has all {reading.runs_read} ({deleted} deleted by the TTL)",
+        file=out,
+    )
+    print("repair:        " + commands[0] + "   # exit 4: the missing records", file=out)
+    print("               " + commands[1] + "   # writes them", file=out)
+    print("               " + commands[2] + "   # exit 0", file=out)
+    return StoredGap(reading.url, reading.runs_read, deleted, missing_runs, missing, commands)
 
 
 def _verify_line(dump: Path, mlmd_url: str) -> str:

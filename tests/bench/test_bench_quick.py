@@ -137,3 +137,18 @@ def test_backfill_and_idle_resync_against_kfp_1_8s_mlmd(tmp_path: Path) -> None:
     assert idle["figures"]["mlmd_writes"] == 0 and idle["figures"]["patches"] == 0
     assert idle["details"]["after_restart"]["mlmd_writes"] == 0
     assert idle["details"]["after_restart"]["pods_unchanged"] == 0
+
+
+def test_stored_runs_backfills_every_stored_step_once_with_bounded_memory(tmp_path: Path) -> None:
+    doc = run("stored-runs", True, tmp_path).to_json()
+    _common(doc, "stored-runs")
+    figures, runs = doc["figures"], doc["parameters"]["runs"]
+    assert runs == 20
+    assert figures["executions"] == runs * doc["parameters"]["steps_per_run"]
+    assert figures["duplicates"] == 0 and figures["errors"] == 0 and figures["unrecoverable"] == 0
+    assert figures["second_pass_writes"] == 0
+    assert doc["details"]["stored_runs"]["runs_read"] == runs
+    assert doc["details"]["tenth"]["steps"] == 2 * doc["parameters"]["steps_per_run"]
+    assert doc["bounds"]["read_steps"] == figures["executions"]
+    assert figures["peak_rss_mb"] > 0 and doc["bounds"]["baseline_rss_mb"] > 0
+    assert doc["ratios"]["peak_rss_to_tenth"] is not None

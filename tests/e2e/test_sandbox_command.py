@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from store.connect import open_store
+from tests.conftest import MariaDB, new_database_name
 
 CLI = [sys.executable, "-m", "controller.cli"]
 
@@ -206,3 +207,35 @@ def test_sandbox_mlmd_version_and_mlmd_url_exclude_each_other(tmp_path: Path) ->
     assert (
         run.stderr == "error: --mlmd-version starts a server; --mlmd uses one that runs: give one of them\n"
     )
+
+
+def test_sandbox_run_store_shows_the_ttl_gap_and_the_printed_commands_repair_it(
+    tmp_path: Path, mariadb_server: MariaDB
+) -> None:
+    """`sandbox --run-store`: a writer outage, KFP's TTL deleting the runs, and the repair it prints."""
+    database = new_database_name()
+    run_store = f"mysql://root@127.0.0.1:3306/{database}"
+    try:
+        run = subprocess.run(
+            [*CLI, "sandbox", "--runs", "4", "--workdir", str(tmp_path), "--run-store", run_store],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "writer outage: the controller stops recording; 2 more runs" in run.stdout
+        assert "workflow TTL:  every finished Workflow deleted with its pods" in run.stdout
+        assert "the gap:       2 runs (15 steps) are in neither the cluster nor MLMD" in run.stdout
+        assert "final pass:    0 pods, 0 MLMD writes" in run.stdout  # the cluster alone sees nothing
+        store = open_store(f"sqlite:///{tmp_path}/mlmd.sqlite")
+        assert len(store.get_contexts()) == 2
+        lines = [line for line in run.stdout.splitlines() if "--from-kfp-db" in line]
+        commands = [line.removeprefix("repair:").strip().split("   #")[0] for line in lines]
+        assert [c.split()[1] for c in commands] == ["verify", "reconcile", "verify"]
+        assert [run_printed(c).returncode for c in commands] == [4, 0, 0]
+        assert len(store.get_contexts()) == 4
+        keys = [e.external_id for e in store.get_executions()]
+        assert len(keys) == len(set(keys)) == 12 + 15
+    finally:
+        mariadb_server.drop_database(database)
