@@ -277,7 +277,7 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     from controller.manual import run_manual
     from controller.report_view import progress_bar
     from controller.settings import load_settings
-    from controller.sources import Scope, ScopeError, read_cluster, read_file
+    from controller.sources import Scope, ScopeError, read_cluster
     from store.connect import open_store
     from store.errors import StoreUnavailable
     from store.metadata import MetadataStore
@@ -303,12 +303,15 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     kube = None
     try:
         if args.from_file:
-            found = read_file(args.from_file, scope, options)
+            from controller.dump_source import read_dump
+
+            # Read through before the pass: a dump that is not whole is exit 2, nothing written.
+            source: Any = read_dump(args.from_file, scope, options, settings.chunk_pods)
         else:
             from controller.kube import KubeClient, api_client_from
 
             kube = KubeClient(api_client_from(settings.kubeconfig, settings.kube_context))
-            found = read_cluster(kube, scope, options)
+            source = read_cluster(kube, scope, options, settings.chunk_pods)
     except ScopeError as exc:
         raise UsageError(str(exc)) from None
     text = args.output == "text"
@@ -316,7 +319,7 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     try:
         with progress_bar(terminal, sys.stderr) as progress:
             outcome = run_manual(
-                found,
+                source,
                 store,
                 options,
                 write=not dry_run,
@@ -328,6 +331,9 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     except StoreUnavailable as exc:
         print(_error_line(f"MLMD became unreachable during the pass: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE
+    finally:
+        if hasattr(source, "close"):
+            source.close()  # a dump's spill file
     return _show(outcome, args.output, store.capabilities, dry_run=dry_run, verify=verify, terminal=terminal)
 
 

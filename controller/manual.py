@@ -8,16 +8,32 @@ outside the scope is read, written or patched.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from controller.drift import Drift, drift_of_plan, label_drift, label_owners, orphans
 from controller.kube import KubeAccess
 from controller.patching import apply_pod_patches
-from controller.reconcile_pass import run_pass
-from controller.report import PassReport, PodProblem, Progress
+from controller.reconcile_pass import Chunk, run_pass
+from controller.report import PassReport, PodPatch, PodProblem, Progress
 from controller.sources import PassInputs, Scope
 from reconcile.options import ReconcileOptions
+from reconcile.plan import WorkflowPlan
 from store.metadata import MetadataStore
+
+
+class ScopeSource(Protocol):
+    """What a manual pass reads: chunks of whole workflows, and `read` (complete after them).
+
+    `PassInputs` (named workflows, read whole), `ClusterStream` (namespaces of a cluster)
+    and `DumpSource` (a saved dump) are such sources.
+    """
+
+    @property
+    def read(self) -> PassInputs: ...
+
+    def chunks(self) -> Iterator[Chunk]: ...
 
 
 @dataclass
@@ -29,10 +45,12 @@ class ManualOutcome:
     drift: list[Drift] = field(default_factory=list)
     patches_applied: int = 0
     offline: bool = False
+    steps_without_pod: int = 0
+    items_ignored: dict[str, int] = field(default_factory=dict)
 
 
 def run_manual(
-    found: PassInputs,
+    source: ScopeSource,
     store: MetadataStore,
     options: ReconcileOptions,
     *,
@@ -42,21 +60,54 @@ def run_manual(
     kube: KubeAccess | None = None,
     progress: Progress | None = None,
 ) -> ManualOutcome:
-    """One pass over what was read: write MLMD and patch pods (`write`), or only report drift."""
-    report = run_pass(found.chunks(), store, options, dry_run=not write, progress=progress)
+    """One pass over what was read: write MLMD and patch pods (`write`), or only report drift.
+
+    The source's chunks are handled one by one, as the controller's are: a chunk's pods are
+    patched (`write`, against a cluster) and its drift found (`verify`) before the next is
+    read, and only what the output shows is kept -- the pod patches (not for `verify`), a dry
+    run's plans (`reconcile --dry-run` prints them), the drift -- never the pods.
+    """
+    kept_plans: list[WorkflowPlan] = []
+    kept_patches: list[PodPatch] = []
+    drift: list[Drift] = []
+    desired_keys: set[str] = set()
+    counts = {"steps_without_pod": 0, "patches_applied": 0}
+
+    def after_chunk(chunk: Chunk, part: PassReport) -> None:
+        counts["steps_without_pod"] += len(chunk.podless_steps)
+        if write and kube is not None:
+            counts["patches_applied"] += apply_pod_patches(kube, part)  # refused ones: errors in `part`
+        if verify:
+            for plan in part.plans:
+                drift.extend(drift_of_plan(plan))
+                desired_keys.update(p.step.execution.key for p in plan.steps)
+            drift.extend(label_drift(part, chunk.pods, label_owners(store, part, chunk.pods)))
+        else:
+            kept_patches.extend(part.pod_patches)
+            if not write:
+                kept_plans.extend(part.plans)
+
+    report = run_pass(
+        source.chunks(), store, options, dry_run=not write, after_chunk=after_chunk, progress=progress
+    )
+    report.plans, report.pod_patches, report.merged_patches = kept_plans, kept_patches, 0
+    found = source.read
     for namespace, name, message in found.problems:
         # A Workflow (or one of its nodes) that cannot be read: steps whose pod is gone are lost.
         report.errors.append(PodProblem(namespace, name, "malformed_workflow", message))
-    outcome = ManualOutcome(report, found, offline=kube is None)
-    if write and kube is not None:
-        outcome.patches_applied = apply_pod_patches(kube, report)
-    if verify:
-        for plan in report.plans:
-            outcome.drift += drift_of_plan(plan)
-        outcome.drift += label_drift(report, found.pods, label_owners(store, report, found.pods))
-        if not scope.workflows:
-            desired = {p.step.execution.key for plan in report.plans for p in plan.steps}
-            outcome.drift += orphans(store, scope.namespaces, desired, found.workflow_uids)
+    report.errors += found.bad_items
+    report.warnings += found.warnings
+    outcome = ManualOutcome(
+        report,
+        found,
+        drift=drift,
+        patches_applied=counts["patches_applied"],
+        offline=kube is None,
+        steps_without_pod=counts["steps_without_pod"],
+        items_ignored=dict(sorted(found.ignored_items.items())),
+    )
+    if verify and not scope.workflows:
+        outcome.drift += orphans(store, scope.namespaces, desired_keys, found.workflow_uids)
     return outcome
 
 

@@ -32,7 +32,8 @@ def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str,
     data["dry_run"] = dry_run
     data["offline"] = outcome.offline
     data["pod_patches_applied"] = outcome.patches_applied
-    data["steps_without_pod"] = len(outcome.found.podless_steps)
+    data["steps_without_pod"] = outcome.steps_without_pod
+    data["items_ignored_by_kind"] = dict(outcome.items_ignored)
     if verify:
         counted = counted_drift(outcome)
         data["drift"] = {k: [d.to_json() for d in v] for k, v in grouped(outcome.drift).items()}
@@ -96,6 +97,8 @@ def _rows(data: dict[str, Any], outcome: ManualOutcome, verify: bool) -> list[tu
     ]
     for reason, count in data["pods_skipped_by_reason"].items():
         rows.append((f"pods skipped: {reason}", str(count)))
+    for kind, count in data["items_ignored_by_kind"].items():
+        rows.append((f"items of other kinds ignored: {kind}", str(count)))
     verb = "MLMD writes planned" if data["dry_run"] or verify else "MLMD writes"
     for kind, count in data["actions"].items():
         rows.append((f"{verb}: {kind}", str(count)))
