@@ -174,7 +174,18 @@ def run_demo(
         mlmd_server.start()
         mlmd_url = mlmd_server.url
     try:
-        return _run(runs, profile, workdir, workflows, seed, mlmd_url, mlmd_server, mlmd_version, keep, out)
+        return _run(
+            runs,
+            profile,
+            workdir,
+            workflows,
+            seed,
+            mlmd_url,
+            mlmd_server,
+            keep=keep,
+            mlmd_version=mlmd_version,
+            out=out,
+        )
     finally:
         if mlmd_server is not None:
             mlmd_server.stop()
