@@ -1,6 +1,6 @@
 """python -m bench <scenario> [--quick] [--out FILE] [--mlmd sqlite|mysql] [--mlmd-version V] [--workflows N]
 
-Scenarios: backfill, idle-resync, latency, recovery, scale, all (and
+Scenarios: backfill, idle-resync, latency, recovery, scale, dump, all (and
 emulator-list, the emulator's own list benchmark; fuzz, hostile pods through the CLI:
 `python -m bench fuzz --pods 5000`). Each prints one JSON
 report on stdout and writes it to bench/reports/<scenario>.json (or --out;
@@ -20,7 +20,7 @@ from typing import Any
 from bench import scenarios as s
 from bench.common import REPORTS, Report, write_report
 
-SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale")
+SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale", "dump")
 
 
 def run(
@@ -52,6 +52,12 @@ def run(
         from bench.fuzz import fuzz
 
         return fuzz(100 if quick else pods)
+    if name == "dump":
+        from bench.dump import dump_scenario
+
+        if workflows is not None:
+            return dump_scenario(workdir, [workflows])
+        return dump_scenario(workdir, [10] if quick else [2_000, 10_000])
     if name == "scale":
         counts = [50, 200] if quick else [1_000, 10_000, 50_000]
         return s.scale(workdir, counts, plot=plot)
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workflows",
         type=int,
         default=None,
-        help="backfill, idle-resync: completed 5-step workflows to load",
+        help="backfill, idle-resync, dump: completed 5-step workflows to load (dump: one size)",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="scale: PNG of the curve (default bench/reports/scale.png)"

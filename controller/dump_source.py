@@ -90,8 +90,9 @@ class DumpReader:
     Anything wrong with the document as a whole raises ScopeError.
     """
 
-    def __init__(self, handle: BinaryIO, name: str) -> None:
+    def __init__(self, handle: BinaryIO, name: str, block_chars: int = BLOCK_CHARS) -> None:
         self.handle = handle
+        self.block_chars = block_chars
         self.name = name
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self.parser = json.JSONDecoder()
@@ -109,7 +110,7 @@ class DumpReader:
             return False
         self.consumed += self.pos
         self.text, self.pos = self.text[self.pos :], 0
-        wanted = max(at_least, BLOCK_CHARS)
+        wanted = max(at_least, self.block_chars)
         parts = [self.text]
         got = 0
         while got < wanted:
