@@ -19,7 +19,8 @@ objects. So nothing holds it whole:
    cut down to what the pass reads (`slim_pod`), each Workflow and each WorkflowTaskResult
    is written to a temporary SQLite file, keyed by namespace and workflow (by node id for
    the results). One pass over the file, then indexed reads; a second pass over the file
-   would parse it twice.
+   would parse it twice. The objects are pickled, not JSON: both ways ~3x faster, and the
+   file is this process's own (a private temporary directory, removed at the end).
 3. **Chunks** (`DumpSource.chunks`): workflow by workflow (namespace, name order), its pods,
    their WorkflowTaskResults, its Workflow's Pod nodes and the steps whose pod is not in the
    dump, in chunks of about `chunk_pods` pods of whole workflows, each parsed only when it is
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import pickle
 import re
 import shutil
 import sqlite3
@@ -240,6 +242,11 @@ class DumpReader:
 # --- spill and chunks ------------------------------------------------------------
 
 
+def _pickled(value: Any) -> bytes:
+    """`value` for the spill; RecursionError if nested deeper than pickle can go."""
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _key(value: Any) -> str | None:
     """A name as a SQLite key: JSON text, so that lone surrogates survive; None if not a string."""
     return json.dumps(value) if isinstance(value, str) else None
@@ -265,9 +272,9 @@ def _name_of(meta: dict[str, Any], index: int) -> tuple[str, str]:
 
 
 _SCHEMA = """
-    CREATE TABLE pods (ns TEXT, wf TEXT, seq INTEGER, body TEXT);
-    CREATE TABLE workflows (ns TEXT, name TEXT, seq INTEGER, body TEXT);
-    CREATE TABLE results (ns TEXT, name TEXT, body TEXT);
+    CREATE TABLE pods (ns TEXT, wf TEXT, seq INTEGER, body BLOB);
+    CREATE TABLE workflows (ns TEXT, name TEXT, seq INTEGER, body BLOB);
+    CREATE TABLE results (ns TEXT, name TEXT, body BLOB);
 """
 _INDEXES = """
     CREATE INDEX pods_by_workflow ON pods (ns, wf, seq);
@@ -294,6 +301,7 @@ class DumpSource:
         # A scratch file, rebuilt if anything goes wrong: no journal, no syncs.
         self.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA)
         self._rows: dict[str, list[tuple[Any, ...]]] = {"pods": [], "workflows": [], "results": []}
+        self.pods_total: int | None = None  # pods in scope, once read (the progress bar's total)
 
     def __enter__(self) -> DumpSource:
         return self
@@ -345,8 +353,8 @@ class DumpSource:
                 return
             slim = slim_pod(item)
             try:
-                body = json.dumps(slim)
-            except (RecursionError, ValueError):
+                body = _pickled(slim)
+            except RecursionError:
                 self._bad(meta, index, Reason.MALFORMED_POD, "pod is nested too deep to be read")
                 return
             key = pod_node_id(slim)
@@ -360,8 +368,8 @@ class DumpSource:
             if isinstance(meta.get("uid"), str):
                 self.read.workflow_uids.add(meta["uid"])
             try:
-                body = json.dumps(item)
-            except (RecursionError, ValueError):
+                body = _pickled(item)
+            except RecursionError:
                 self._bad(meta, index, "malformed_workflow", "Workflow is nested too deep to be read")
                 return
             self._spill("workflows", (_key(namespace), _key(name), index, body))
@@ -369,8 +377,8 @@ class DumpSource:
             if not scope.holds(namespace, _workflow_label(meta)):
                 return
             try:
-                body = json.dumps(item)
-            except (RecursionError, ValueError):
+                body = _pickled(item)
+            except RecursionError:
                 self._bad(
                     meta, index, Reason.MALFORMED_POD, "WorkflowTaskResult is nested too deep to be read"
                 )
@@ -391,13 +399,14 @@ class DumpSource:
             self._flush(table)
         self.db.executescript(_INDEXES)
         self.db.commit()
+        self.pods_total = self.db.execute("SELECT count(*) FROM pods").fetchone()[0]
 
     # --- chunks ---
 
-    def _load(self, body: str, what: str, namespace: str | None, name: str | None) -> Any:
+    def _load(self, body: bytes, what: str, namespace: str | None, name: str | None) -> Any:
         try:
-            return json.loads(body)
-        except RecursionError:  # parsed once at a shallower stack; report it, never raise
+            return pickle.loads(body)  # pickled by this process, in its private directory
+        except RecursionError:  # unpickled at a deeper stack than pickled: report it, never raise
             ns = json.loads(namespace) if namespace else "?"
             self.read.bad_items.append(
                 PodProblem(

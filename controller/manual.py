@@ -15,7 +15,7 @@ from typing import Protocol
 from controller.drift import Drift, drift_of_plan, label_drift, label_owners, orphans
 from controller.kube import KubeAccess
 from controller.patching import apply_pod_patches
-from controller.reconcile_pass import Chunk, run_pass
+from controller.reconcile_pass import AfterChunk, Chunk, run_pass
 from controller.report import PassReport, PodPatch, PodProblem, Progress
 from controller.sources import PassInputs, Scope
 from reconcile.options import ReconcileOptions
@@ -87,8 +87,14 @@ def run_manual(
             if not write:
                 kept_plans.extend(part.plans)
 
+    counting = _ProgressOverChunks(progress, getattr(source, "pods_total", None))
     report = run_pass(
-        source.chunks(), store, options, dry_run=not write, after_chunk=after_chunk, progress=progress
+        source.chunks(),
+        store,
+        options,
+        dry_run=not write,
+        after_chunk=counting.after(after_chunk),
+        progress=counting.update if progress is not None else None,
     )
     report.plans, report.pod_patches, report.merged_patches = kept_plans, kept_patches, 0
     found = source.read
@@ -109,6 +115,38 @@ def run_manual(
     if verify and not scope.workflows:
         outcome.drift += orphans(store, scope.namespaces, desired_keys, found.workflow_uids)
     return outcome
+
+
+class _ProgressOverChunks:
+    """The pass reports progress per chunk; the bar shows it over the whole pass.
+
+    `total_pods` is the number of pods the source will hand on, when it knows (a dump, once
+    read); otherwise the bar's total grows with each chunk.
+    """
+
+    def __init__(self, progress: Progress | None, total_pods: int | None) -> None:
+        self.progress = progress
+        self.total_pods = total_pods
+        self.before: dict[str, int] = {"pods": 0, "apply": 0}  # done in earlier chunks
+        self.current: dict[str, int] = {"pods": 0, "apply": 0}
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        before = self.before.setdefault(phase, 0)
+        self.current[phase] = done
+        whole = self.total_pods if phase == "pods" and self.total_pods else before + total
+        self.progress(phase, before + done, whole)
+
+    def after(self, after_chunk: AfterChunk) -> AfterChunk:
+        def chunk_done(chunk: Chunk, part: PassReport) -> None:
+            for phase, done in self.current.items():
+                # Pods are reported every 100; the chunk's report counts every one.
+                self.before[phase] = self.before.get(phase, 0) + (part.pods_seen if phase == "pods" else done)
+            self.current = dict.fromkeys(self.current, 0)
+            after_chunk(chunk, part)
+
+        return chunk_done
 
 
 def counted_drift(outcome: ManualOutcome) -> list[Drift]:

@@ -59,8 +59,25 @@ def print_json(
     if capabilities is not None:
         data["capabilities"] = dict(capabilities)
     data = redacted_value(data)
-    # ASCII escapes: a lone surrogate from a hostile pod stays valid JSON text.
-    print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True), file=out)
+    print(json_text(data), file=out)
+
+
+def json_text(value: Any, indent: str = "") -> str:
+    """`value` as JSON: objects indented a key a line, each item of a list on one line of its own.
+
+    What `json.dumps(indent=2)` prints but for list items, in a fraction of the time: with an
+    indent, json.dumps runs its Python encoder, which at 50,000 pod patches takes longer
+    than the rest of a no-op pass; one C-encoded line per item does not. ASCII escapes: a
+    lone surrogate from a hostile pod stays valid JSON text.
+    """
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        fields = [f"{inner}{json.dumps(str(k))}: {json_text(v, inner)}" for k, v in sorted(value.items())]
+        return "{\n" + ",\n".join(fields) + f"\n{indent}}}"
+    if isinstance(value, list) and value:
+        lines = [inner + json.dumps(item, sort_keys=True, ensure_ascii=True) for item in value]
+        return "[\n" + ",\n".join(lines) + f"\n{indent}]"
+    return json.dumps(value, sort_keys=True, ensure_ascii=True)
 
 
 def print_plan(outcome: ManualOutcome, out: TextIO) -> None:
