@@ -365,6 +365,9 @@ class DumpSource:
             name = meta.get("name")
             if not scope.holds(namespace, name):
                 return
+            if not isinstance(name, str) or not isinstance(namespace, str):
+                self._bad(meta, index, "malformed_workflow", "metadata.name or namespace is not a string")
+                return
             if isinstance(meta.get("uid"), str):
                 self.read.workflow_uids.add(meta["uid"])
             try:

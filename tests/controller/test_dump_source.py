@@ -93,13 +93,19 @@ def test_chunks_hold_whole_workflows_whatever_the_order_of_the_dump(tmp_path: Pa
     for w in range(12):
         pods += pods_of(chain(f"wf-{w:02d}", 1 + w % 4), profile="3.3")
     random.Random(7).shuffle(pods)
-    others = [{"kind": "ConfigMap", "metadata": {"name": "c"}}, {"kind": ["Pod"], "metadata": {"name": "l"}}]
+    others = [
+        {"kind": "ConfigMap", "metadata": {"name": "c"}},
+        {"kind": ["Pod"], "metadata": {"name": "l"}},
+        {"kind": "Workflow", "metadata": {"namespace": "kubeflow", "name": 7}},
+    ]
     path = tmp_path / "dump.json"
     path.write_text(json.dumps({"kind": "List", "items": [*pods[:20], *others, *pods[20:]]}))
     with read_dump(str(path), Scope(None), ReconcileOptions(), chunk_pods=5) as source:
         chunks = list(source.chunks())
         assert source.read.ignored_items == {"ConfigMap": 1, "<kind not a string>": 1}
         assert [w.message for w in source.read.warnings] == ["item 21: kind is not a string; item ignored"]
+        [bad] = source.read.bad_items
+        assert (bad.pod, bad.reason) == ("item 22", "malformed_workflow") and "metadata.name" in bad.message
     seen: dict[str, int] = {}
     for number, chunk in enumerate(chunks):
         for pod in chunk.pods:
