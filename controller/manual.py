@@ -8,12 +8,14 @@ outside the scope is read, written or patched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, overload
 
 from controller.drift import Drift, drift_of_plan, label_drift, label_owners, orphans
 from controller.kube import KubeAccess
+from controller.logs import redacted_value
 from controller.patching import apply_pod_patches
 from controller.reconcile_pass import AfterChunk, Chunk, run_pass
 from controller.report import PassReport, PodPatch, PodProblem, Progress
@@ -34,6 +36,43 @@ class ScopeSource(Protocol):
     def read(self) -> PassInputs: ...
 
     def chunks(self) -> Iterator[Chunk]: ...
+
+
+class PatchLog(Sequence[PodPatch]):
+    """The pod patches a manual pass prints, each kept as its JSON text, credentials masked.
+
+    A `reconcile --from-file` lists a patch for every pod whose labels in the file are not
+    those of its records -- on a second pass of the same file, every pod. As objects, 50,000
+    patches (labels, artifact-id annotations) take ~2.5 KB each, and their redacted copy
+    for the output as much again; as text, a fifth of one. Items are read back as PodPatch
+    one at a time; `lines()` gives the texts for the JSON output.
+    """
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def add(self, patches: Sequence[PodPatch]) -> None:
+        """Keep these patches (redacted now: the output prints them as they are)."""
+        for patch in patches:
+            self._lines.append(json.dumps(redacted_value(patch.__dict__), sort_keys=True, ensure_ascii=True))
+
+    def lines(self) -> Iterator[str]:
+        """Each patch as the JSON text of `{namespace, pod, patch}`."""
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> PodPatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PodPatch]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [PodPatch(**json.loads(line)) for line in self._lines[index]]
+        return PodPatch(**json.loads(self._lines[index]))
 
 
 @dataclass
@@ -68,7 +107,7 @@ def run_manual(
     run's plans (`reconcile --dry-run` prints them), the drift -- never the pods.
     """
     kept_plans: list[WorkflowPlan] = []
-    kept_patches: list[PodPatch] = []
+    kept_patches = PatchLog()
     drift: list[Drift] = []
     desired_keys: set[str] = set()
     counts = {"steps_without_pod": 0, "patches_applied": 0}
@@ -83,7 +122,7 @@ def run_manual(
                 desired_keys.update(p.step.execution.key for p in plan.steps)
             drift.extend(label_drift(part, chunk.pods, label_owners(store, part, chunk.pods)))
         else:
-            kept_patches.extend(part.pod_patches)
+            kept_patches.add(part.pod_patches)
             if not write:
                 kept_plans.extend(part.plans)
 
@@ -96,7 +135,8 @@ def run_manual(
         after_chunk=counting.after(after_chunk),
         progress=counting.update if progress is not None else None,
     )
-    report.plans, report.pod_patches, report.merged_patches = kept_plans, kept_patches, 0
+    report.plans, report.merged_patches = kept_plans, 0
+    report.pod_patches = kept_patches  # type: ignore[assignment]  # a Sequence of PodPatch, read only
     found = source.read
     for namespace, name, message in found.problems:
         # A Workflow (or one of its nodes) that cannot be read: steps whose pod is gone are lost.

@@ -490,22 +490,38 @@ def plan_step(
 
 
 def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
-    """Producers before consumers, so inputs link to outputs created in the same pass."""
-    producer = {out.desired.key: i for i, p in enumerate(plans) for out in p.outputs if out.op is Op.CREATE}
-    done: set[int] = set()
-    ordered: list[StepPlan] = []
+    """Producers before consumers, so inputs link to outputs created in the same pass.
 
-    def visit(i: int, trail: frozenset[int]) -> None:
-        if i in done or i in trail:
-            return
+    A depth-first walk up the inputs with an explicit stack: a recursive closure would be a
+    reference cycle (function -> cell -> function) holding every plan of the workflow, and
+    passes hold the cyclic collector (controller/gc_pause.py), so nothing would free them
+    until the pass ends.
+    """
+    producer = {out.desired.key: i for i, p in enumerate(plans) for out in p.outputs if out.op is Op.CREATE}
+
+    def upstream(i: int) -> Iterator[int]:
         for link in plans[i].inputs:
             if link.artifact_key is not None and link.artifact_key in producer:
-                visit(producer[link.artifact_key], trail | {i})
-        done.add(i)
-        ordered.append(plans[i])
+                yield producer[link.artifact_key]
 
-    for i in range(len(plans)):
-        visit(i, frozenset())
+    done: set[int] = set()
+    ordered: list[StepPlan] = []
+    for start in range(len(plans)):
+        if start in done:
+            continue
+        # (step, the steps on the path to it, its producers not walked yet)
+        path: list[tuple[int, frozenset[int], Iterator[int]]] = [(start, frozenset(), upstream(start))]
+        while path:
+            i, trail, producers = path[-1]
+            nxt = next(producers, None)
+            if nxt is not None:
+                if nxt not in done and nxt not in trail and nxt != i:
+                    path.append((nxt, trail | {i}, upstream(nxt)))
+                continue
+            path.pop()
+            if i not in done:
+                done.add(i)
+                ordered.append(plans[i])
     return ordered
 
 
