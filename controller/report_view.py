@@ -87,7 +87,10 @@ def write_json(value: Any, out: TextIO, indent: str = "") -> None:
             out.write(f"{',' if number else ''}\n{inner}{json.dumps(str(key))}: ")
             write_json(item, out, inner)
         out.write(f"\n{indent}}}")
-    elif isinstance(value, PatchLog | list) and value:
+    elif isinstance(value, PatchLog | list):
+        if not value:
+            out.write("[]")
+            return
         lines = value.lines() if isinstance(value, PatchLog) else (_encoded(item) for item in value)
         out.write("[")
         for number, line in enumerate(lines):

@@ -156,3 +156,28 @@ def test_a_pass_over_a_dump_leaves_no_reference_cycles(tmp_path: Path) -> None:
             )
             assert report.errors == [] and report.pods_seen == 18
     assert found == [0] * 6  # 3 chunks of 2 whole workflows a pass, no cycle left after any
+
+
+def test_json_output_keeps_patches_as_redacted_lines_and_empty_lists_as_such() -> None:
+    from controller.manual import PatchLog
+    from controller.report import PodPatch
+    from controller.report_view import write_json
+
+    empty, kept = PatchLog(), PatchLog()
+    kept.add([PodPatch("ns", "p\ud800", {"metadata": {"labels": {"a": "mysql://u:pw@db"}}})])
+    out = io.StringIO()
+    write_json({"empty": empty, "kept": kept, "list": [], "map": {}, "n": [1, {"b": None}]}, out)
+    assert json.loads(out.getvalue()) == {
+        "empty": [],
+        "kept": [
+            {
+                "namespace": "ns",
+                "pod": "p\ud800",
+                "patch": {"metadata": {"labels": {"a": "mysql://u:***@db"}}},
+            }
+        ],
+        "list": [],
+        "map": {},
+        "n": [1, {"b": None}],
+    }
+    assert out.getvalue().isascii() and len(kept) == 1 and kept[0].pod == "p\ud800"
