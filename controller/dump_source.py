@@ -17,11 +17,12 @@ objects. So nothing holds it whole:
    Workflow, then every WorkflowTaskResult; a dump joined from two is in any order), and a
    step's outputs may be in a Workflow or WorkflowTaskResult far behind its pod. So each pod,
    cut down to what the pass reads (`slim_pod`), each Workflow and each WorkflowTaskResult
-   is written to a temporary SQLite file, keyed by namespace and workflow (by node id for
-   the results). One pass over the file, then indexed reads; a second pass over the file
-   would parse it twice. The objects are pickled, not JSON: both ways ~3x faster, and the
-   file is this process's own (a private temporary directory, removed at the end).
-3. **Chunks** (`DumpSource.chunks`): workflow by workflow (namespace, name order), its pods,
+   is written to a temporary SQLite file, keyed by namespace and workflow (its uid: see
+   `_group`; by node id for the results). One pass over the file, then indexed reads; a
+   second pass over the file would parse it twice. The objects are pickled, not JSON: both
+   ways ~3x faster, and the file is this process's own (a private temporary directory,
+   removed at the end).
+3. **Chunks** (`DumpSource.chunks`): workflow by workflow (namespace, uid order), its pods,
    their WorkflowTaskResults, its Workflow's Pod nodes and the steps whose pod is not in the
    dump, in chunks of about `chunk_pods` pods of whole workflows, each parsed only when it is
    reconciled. Memory: one item while reading; one chunk while reconciling.
@@ -252,6 +253,26 @@ def _key(value: Any) -> str | None:
     return json.dumps(value) if isinstance(value, str) else None
 
 
+def _group(uid: Any, name: Any) -> str | None:
+    """The spill's workflow key: the Workflow's uid where known, else its name; None: neither.
+
+    By uid, because step keys are (the pass links an input to its producer's output by the
+    owner Workflow's uid): a pod whose workflow label disagrees with its owner still goes
+    with its workflow's other steps, and links in the same pass (reconcile/plan.py).
+    """
+    if isinstance(uid, str):
+        return "u" + json.dumps(uid)
+    return "n" + json.dumps(name) if isinstance(name, str) else None
+
+
+def _owner_uid(meta: dict[str, Any]) -> Any:
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("kind") == "Workflow":
+            return ref.get("uid")
+    return None
+
+
 def _meta(obj: JSON) -> dict[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
@@ -360,7 +381,8 @@ class DumpSource:
             key = pod_node_id(slim)
             if key is not None:
                 self.present.add(key)
-            self._spill("pods", (_key(namespace), _key(_workflow_label(meta)), index, body))
+            group = _group(_owner_uid(meta), _workflow_label(meta))
+            self._spill("pods", (_key(namespace), group, index, body))
         elif kind == "Workflow":
             name = meta.get("name")
             if not scope.holds(namespace, name):
@@ -375,7 +397,7 @@ class DumpSource:
             except RecursionError:
                 self._bad(meta, index, "malformed_workflow", "Workflow is nested too deep to be read")
                 return
-            self._spill("workflows", (_key(namespace), _key(name), index, body))
+            self._spill("workflows", (_key(namespace), _group(meta.get("uid"), name), index, body))
         elif kind == "WorkflowTaskResult":
             if not scope.holds(namespace, _workflow_label(meta)):
                 return
@@ -419,7 +441,7 @@ class DumpSource:
             return None
 
     def chunks(self) -> Iterator[Chunk]:
-        """Chunks of whole workflows (about `chunk_pods` pods), in namespace and workflow order."""
+        """Chunks of whole workflows (about `chunk_pods` pods), in namespace and workflow (uid) order."""
         groups = self.db.execute(
             "SELECT ns, wf FROM pods UNION SELECT ns, name FROM workflows ORDER BY 1, 2"
         ).fetchall()
@@ -448,14 +470,14 @@ class DumpSource:
     def _add_workflows(
         self, namespace: str | None, name: str | None, nodes: dict[tuple[str, str], JSON], podless: list[Any]
     ) -> None:
-        """The Pod nodes of the Workflows of this name, and their steps whose pod is not in the dump."""
+        """The Pod nodes of the Workflows of this group, and their steps whose pod is not in the dump."""
         if name is None:
             return
         rows = self.db.execute(
             "SELECT body FROM workflows WHERE ns IS ? AND name IS ? ORDER BY seq", (namespace, name)
         )
         for (body,) in rows:
-            workflow = self._load(body, "Workflow", namespace, name)
+            workflow = self._load(body, "Workflow", namespace, None)
             if workflow is None:
                 continue
             part = PassInputs(pods=[], taskresults={}, nodes=nodes, podless_steps=podless)

@@ -92,7 +92,12 @@ def test_not_utf8_is_a_scope_error(tmp_path: Path) -> None:
 def test_chunks_hold_whole_workflows_whatever_the_order_of_the_dump(tmp_path: Path) -> None:
     pods = []
     for w in range(12):
-        pods += pods_of(chain(f"wf-{w:02d}", 1 + w % 4), profile="3.3")
+        group = pods_of(chain(f"wf-{w:02d}", 1 + w % 4), profile="3.3")
+        for pod in group:  # each workflow its own uid, as Argo's are (the factory shares one)
+            pod["metadata"]["ownerReferences"][0]["uid"] = f"uid-of-wf-{w:02d}"
+        pods += group
+    # A pod whose workflow label disagrees with its owner goes with its owner's other pods.
+    pods[-1]["metadata"]["labels"]["workflows.argoproj.io/workflow"] = "not-its-workflow"
     random.Random(7).shuffle(pods)
     others = [
         {"kind": "ConfigMap", "metadata": {"name": "c"}},
@@ -110,7 +115,7 @@ def test_chunks_hold_whole_workflows_whatever_the_order_of_the_dump(tmp_path: Pa
     seen: dict[str, int] = {}
     for number, chunk in enumerate(chunks):
         for pod in chunk.pods:
-            workflow = pod["metadata"]["labels"]["workflows.argoproj.io/workflow"]
+            workflow = pod["metadata"]["ownerReferences"][0]["uid"]
             assert seen.setdefault(workflow, number) == number, f"{workflow} is split over two chunks"
         assert len(chunk.pods) < 5 + 4  # about chunk_pods: cut at the first workflow end after 5
     assert sum(len(c.pods) for c in chunks) == len(pods) and len(seen) == 12
@@ -139,7 +144,10 @@ def test_a_pass_over_a_dump_leaves_no_reference_cycles(tmp_path: Path) -> None:
 
     pods = []
     for w in range(6):
-        pods += pods_of(chain(f"wf-{w}", 3), profile="3.3")
+        group = pods_of(chain(f"wf-{w}", 3), profile="3.3")
+        for pod in group:
+            pod["metadata"]["ownerReferences"][0]["uid"] = f"uid-of-wf-{w}"
+        pods += group
     path = tmp_path / "dump.json"
     path.write_text(json.dumps({"kind": "List", "items": pods}))
     store = MetadataStore.over(open_store(f"sqlite:///{tmp_path}/mlmd.sqlite"))
