@@ -1,6 +1,6 @@
 """python -m bench <scenario> [--quick] [--out FILE] [--mlmd sqlite|mysql] [--mlmd-version V] [--workflows N]
 
-Scenarios: backfill, idle-resync, latency, recovery, scale, all (and
+Scenarios: backfill, idle-resync, latency, recovery, scale, dump, all (and
 emulator-list, the emulator's own list benchmark; fuzz, hostile pods through the CLI:
 `python -m bench fuzz --pods 5000`). Each prints one JSON
 report on stdout and writes it to bench/reports/<scenario>.json (or --out;
@@ -20,7 +20,7 @@ from typing import Any
 from bench import scenarios as s
 from bench.common import REPORTS, Report, write_report
 
-SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale", "stored-runs")
+SCENARIOS = ("backfill", "idle-resync", "latency", "recovery", "scale", "dump", "stored-runs")
 
 
 def run(
@@ -56,6 +56,12 @@ def run(
         from bench.stored_runs import stored_runs
 
         return stored_runs(workdir, 20 if quick else (workflows or 10_000))
+    if name == "dump":
+        from bench.dump import dump_scenario
+
+        if workflows is not None:
+            return dump_scenario(workdir, [workflows])
+        return dump_scenario(workdir, [10] if quick else [2_000, 10_000])
     if name == "scale":
         counts = [50, 200] if quick else [1_000, 10_000, 50_000]
         return s.scale(workdir, counts, plot=plot)
@@ -96,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         "--workflows",
         type=int,
         default=None,
-        help="backfill, idle-resync: completed 5-step workflows to load; stored-runs: runs (10,000)",
+        help="backfill, idle-resync, dump: completed 5-step workflows to load (dump: one size); "
+        "stored-runs: runs (10,000)",
     )
     parser.add_argument(
         "--plot", type=Path, default=None, help="scale: PNG of the curve (default bench/reports/scale.png)"

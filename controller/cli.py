@@ -367,7 +367,7 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     from controller.manual import run_manual
     from controller.report_view import progress_bar
     from controller.settings import load_settings
-    from controller.sources import PassInputs, Scope, ScopeError, read_cluster, read_file
+    from controller.sources import PassInputs, Scope, ScopeError, read_cluster
     from controller.stored_sources import ARGO_ARCHIVE, StoredChunks, open_stored_source
     from store.connect import open_store
     from store.errors import StoreUnavailable
@@ -410,18 +410,22 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
         assert run_scope is not None
         stored = StoredChunks(source, run_scope, options, reading)
     kube = None
+    live: Any = None
     try:
         try:
             if args.from_file:
-                found = read_file(args.from_file, scope, options)
+                from controller.dump_source import read_dump
+
+                # Read through before the pass: a dump that is not whole is exit 2, nothing written.
+                live = read_dump(args.from_file, scope, options, settings.chunk_pods)
             elif args.no_cluster:
-                found = PassInputs(pods=[], taskresults={}, nodes={}, podless_steps=[])
+                live = PassInputs(pods=[], taskresults={}, nodes={}, podless_steps=[])
             else:
                 from controller.kube import KubeClient, api_client_from
 
                 kube = KubeClient(api_client_from(settings.kubeconfig, settings.kube_context))
                 # With a stored source, a workflow the cluster no longer has may be stored.
-                found = read_cluster(kube, scope, options, missing_ok=stored is not None)
+                live = read_cluster(kube, scope, options, settings.chunk_pods, missing_ok=stored is not None)
         except ScopeError as exc:
             raise UsageError(str(exc)) from None
         text = args.output == "text"
@@ -429,7 +433,7 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
         try:
             with progress_bar(terminal, sys.stderr) as progress:
                 outcome = run_manual(
-                    found,
+                    live,
                     store,
                     options,
                     write=not dry_run,
@@ -447,6 +451,8 @@ def _manual(args: argparse.Namespace, *, verify: bool) -> int:
     finally:
         if source is not None:
             source.close()
+        if live is not None and hasattr(live, "close"):
+            live.close()  # a dump's spill file
     return _show(outcome, args.output, store.capabilities, dry_run=dry_run, verify=verify, terminal=terminal)
 
 

@@ -105,36 +105,42 @@ def _label_detail(key: str, current: str | None, desired: str, owners: Mapping[i
     return f"{short}={current[:80]} (should be {desired[:80]})"
 
 
-def label_drift(
-    report: PassReport, pods: Iterable[dict[str, Any]], owners: Mapping[int, str | None]
-) -> list[Drift]:
+def _metadata(pod: Any) -> dict[str, Any]:
+    """A listed pod's metadata, {} when it is not a map (such a pod is in the report's errors)."""
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def label_drift(report: PassReport, pods: Iterable[Any], owners: Mapping[int, str | None]) -> list[Drift]:
     """One drift per wrong label or annotation of ours on a pod."""
     current = {}
     for pod in pods:
-        meta = pod.get("metadata") or {}
-        current[(meta.get("namespace"), meta.get("name"))] = meta
+        meta = _metadata(pod)
+        current[(meta.get("namespace", "default"), meta.get("name"))] = meta
     found = []
     for patch in report.pod_patches:
         meta = current.get((patch.namespace, patch.pod), {})
         for field in ("labels", "annotations"):
-            have = meta.get(field) or {}
+            have = _map(meta.get(field))
             for key, want in patch.patch["metadata"].get(field, {}).items():
                 detail = _label_detail(key, have.get(key), want, owners)
                 found.append(Drift("wrong_pod_metadata", f"{patch.namespace}/{patch.pod}", detail))
     return found
 
 
-def label_owners(
-    store: MetadataStore, report: PassReport, pods: Iterable[dict[str, Any]]
-) -> dict[int, str | None]:
+def label_owners(store: MetadataStore, report: PassReport, pods: Iterable[Any]) -> dict[int, str | None]:
     """Execution id -> its key, for the ids that wrong labels name (one batched read)."""
     wrong = {(p.namespace, p.pod) for p in report.pod_patches}
     ids = set()
     for pod in pods:
-        meta = pod.get("metadata") or {}
-        if (meta.get("namespace"), meta.get("name")) in wrong:
-            value = (meta.get("labels") or {}).get(c.EXECUTION_ID_LABEL, "")
-            if value.isdigit():
+        meta = _metadata(pod)
+        if (meta.get("namespace", "default"), meta.get("name")) in wrong:
+            value = _map(meta.get("labels")).get(c.EXECUTION_ID_LABEL, "")
+            if isinstance(value, str) and value.isdigit():
                 ids.add(int(value))
     if not ids:
         return {}

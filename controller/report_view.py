@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TextIO
 
 from controller.drift import Drift, grouped
 from controller.logs import redacted_value
-from controller.manual import ManualOutcome, counted_drift
+from controller.manual import ManualOutcome, PatchLog, counted_drift
 from controller.report import Progress
 from reconcile.redact import redact
 from reconcile.values import printable
@@ -28,11 +29,14 @@ def _line(text: str, out: TextIO) -> None:
 def summary(outcome: ManualOutcome, *, dry_run: bool, verify: bool) -> dict[str, Any]:
     """The JSON object (and the numbers the text views show)."""
     report = outcome.report
-    data = report.to_json()
+    # The pod patches as they are (a PatchLog: printed line by line, never all decoded at once).
+    data = replace(report, pod_patches=[]).to_json()
+    data["pod_patches"] = report.pod_patches
     data["dry_run"] = dry_run
     data["offline"] = outcome.offline
     data["pod_patches_applied"] = outcome.patches_applied
-    data["steps_without_pod"] = len(outcome.found.podless_steps)
+    data["steps_without_pod"] = outcome.steps_without_pod
+    data["items_ignored_by_kind"] = dict(outcome.items_ignored)
     if outcome.stored is not None:
         data["stored_runs"] = outcome.stored.to_json()
     if verify:
@@ -57,11 +61,49 @@ def print_json(
     `capabilities`, when given, is the store's probe result (`capabilities` key).
     """
     data = summary(outcome, dry_run=dry_run, verify=verify)
+    patches = data.pop("pod_patches", None)
     if capabilities is not None:
         data["capabilities"] = dict(capabilities)
     data = redacted_value(data)
-    # ASCII escapes: a lone surrogate from a hostile pod stays valid JSON text.
-    print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True), file=out)
+    if isinstance(patches, PatchLog):
+        data["pod_patches"] = patches  # redacted when kept
+    elif patches is not None:
+        data["pod_patches"] = redacted_value([p.__dict__ for p in patches])
+    write_json(data, out)
+    out.write("\n")
+
+
+def write_json(value: Any, out: TextIO, indent: str = "") -> None:
+    """`value` as JSON on `out`: objects indented a key a line, each list item on a line of its own.
+
+    What `json.dumps(indent=2)` prints but for list items, in a fraction of the time and
+    memory: with an indent, json.dumps runs its Python encoder and builds the whole text,
+    which at 50,000 pod patches takes longer than the rest of a no-op pass; here each item
+    is one C-encoded line, written as it is made. ASCII escapes: a lone surrogate from a
+    hostile pod stays valid JSON text.
+    """
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        out.write("{")
+        for number, (key, item) in enumerate(sorted(value.items())):
+            out.write(f"{',' if number else ''}\n{inner}{json.dumps(str(key))}: ")
+            write_json(item, out, inner)
+        out.write(f"\n{indent}}}")
+    elif isinstance(value, PatchLog | list):
+        if not value:
+            out.write("[]")
+            return
+        lines = value.lines() if isinstance(value, PatchLog) else (_encoded(item) for item in value)
+        out.write("[")
+        for number, line in enumerate(lines):
+            out.write(f"{',' if number else ''}\n{inner}{line}")
+        out.write(f"\n{indent}]")
+    else:
+        out.write(_encoded(value))
+
+
+def _encoded(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=True)
 
 
 def print_plan(outcome: ManualOutcome, out: TextIO) -> None:
@@ -104,6 +146,8 @@ def _rows(data: dict[str, Any], outcome: ManualOutcome, verify: bool) -> list[tu
         rows.append(("stored runs left to the live Workflow", str(stored["runs_live"])))
         rows.append(("steps rebuilt from stored runs", str(stored["steps"])))
         rows.append(("stored runs unrecoverable", str(stored["unrecoverable_total"])))
+    for kind, count in data["items_ignored_by_kind"].items():
+        rows.append((f"items of other kinds ignored: {kind}", str(count)))
     verb = "MLMD writes planned" if data["dry_run"] or verify else "MLMD writes"
     for kind, count in data["actions"].items():
         rows.append((f"{verb}: {kind}", str(count)))

@@ -8,20 +8,21 @@ from `status.nodes` alone.
 
 - `ClusterStream`: the controller's full pass; pods in chunks as the list pages arrive.
 - `read_workflows`: the controller's targeted pass over the workflows the watch saw change.
-- `read_cluster`, `read_file`: the `reconcile` and `verify` scopes, on a cluster or a dump.
+- `read_cluster`: the `reconcile` and `verify` scopes on a cluster (streamed for namespaces);
+  a saved dump is streamed by controller/dump_source.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from controller.kube import KubeAccess
 from controller.reconcile_pass import Chunk
+from controller.report import PodProblem
 from controller.slimming import slim_pod, slim_workflow
 from reconcile import conventions as c
 from reconcile.argo import JSON, node_id_for, workflow_nodes
@@ -58,22 +59,46 @@ class PassInputs:
     # (namespace, name) -> (resourceVersion, its Pod nodes' ids) of each Workflow read, both
     # from the same object: what lets a later pass tell from metadata alone that it is unchanged.
     workflows_seen: dict[tuple[str, str], WorkflowSeen] = field(default_factory=dict)
+    # A dump's items that cannot be read (reported as errors), and its warnings.
+    bad_items: list[PodProblem] = field(default_factory=list)
+    warnings: list[PodProblem] = field(default_factory=list)
+    ignored_items: Counter[str] = field(default_factory=Counter)  # a dump's items of other kinds, by kind
 
     def chunks(self) -> Iterator[Chunk]:
         """All of it as one chunk."""
         yield Chunk(self.pods, self.taskresults, self.nodes, self.podless_steps)
 
+    @property
+    def read(self) -> PassInputs:
+        """Itself: what a source read besides its chunks (as `ClusterStream.read`)."""
+        return self
+
 
 def pod_node_id(pod: JSON) -> tuple[str, str] | None:
-    """(namespace, Argo node id) of a pod's step: the keys of `taskresults` and `nodes`."""
-    meta = pod.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    labels = meta.get("labels") or {}
-    namespace = meta.get("namespace", "default")
+    """(namespace, Argo node id) of a pod's step: the keys of `taskresults` and `nodes`.
+
+    None for a pod whose metadata is not shaped as Argo writes it (a list for a node id, a
+    map that is not one...): the pass then names that pod in its errors (PodView.from_json).
+    """
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+    if not (isinstance(annotations, dict) and isinstance(labels, dict) and isinstance(namespace, str)):
+        return None
     node_id = annotations.get(c.ARGO_NODE_ID_ANNOTATION)
-    if not node_id and annotations.get(c.ARGO_NODE_NAME_ANNOTATION):
-        node_id = node_id_for(labels.get(c.ARGO_WORKFLOW_LABEL, ""), annotations[c.ARGO_NODE_NAME_ANNOTATION])
-    return (namespace, node_id or meta.get("name", "")) if isinstance(namespace, str) else None
+    node_name = annotations.get(c.ARGO_NODE_NAME_ANNOTATION)
+    workflow = labels.get(c.ARGO_WORKFLOW_LABEL, "")
+    if not node_id and node_name:
+        if not (isinstance(node_name, str) and isinstance(workflow, str)):
+            return None
+        try:
+            node_id = node_id_for(workflow, node_name)
+        except UnicodeEncodeError:  # a lone surrogate: the pass reports it as an invalid value
+            return None
+    node_id = node_id or name
+    return (namespace, node_id) if isinstance(node_id, str) else None
 
 
 def _index_taskresults(taskresults: Iterable[JSON]) -> dict[tuple[str, str], JSON]:
@@ -292,48 +317,21 @@ def _meta(obj: JSON) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def read_file(path: str, scope: Scope, options: ReconcileOptions) -> PassInputs:
-    """Pods, Workflows and WorkflowTaskResults of a `kubectl get ... -o json` List, within scope."""
-    try:
-        with Path(path).open("rb") as handle:
-            document = json.load(handle)
-    except OSError as exc:
-        raise ScopeError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ScopeError(f"{path} is not JSON: {exc}") from None
-    items = document.get("items") if isinstance(document, dict) else None
-    if not isinstance(items, list):
-        raise ScopeError(f"{path} is not a Kubernetes List (no 'items' array)")
-    default_kind = "Pod" if document.get("kind") == "PodList" else None
-    pods, workflows, results = [], [], []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("kind", default_kind)
-        meta = _meta(item)
-        namespace = meta.get("namespace", "default")
-        if kind == "Workflow":
-            if scope.holds(namespace, meta.get("name")):
-                workflows.append(item)
-        elif kind in ("Pod", "WorkflowTaskResult") or kind is None:
-            workflow = (meta.get("labels") or {}).get(c.ARGO_WORKFLOW_LABEL)
-            if scope.holds(namespace, workflow):
-                (results if kind == "WorkflowTaskResult" else pods).append(item)
-    return assemble(pods, workflows, results, options)
-
-
 def read_cluster(
-    kube: KubeAccess, scope: Scope, options: ReconcileOptions, *, missing_ok: bool = False
-) -> PassInputs:
+    kube: KubeAccess, scope: Scope, options: ReconcileOptions, chunk_pods: int, *, missing_ok: bool = False
+) -> PassInputs | ClusterStream:
     """What the controller's passes read, limited to the scope; unknown names are a ScopeError.
 
     With `missing_ok` (a stored source read too), workflow names the cluster lacks are not.
+    Namespaces (`-n`, `-A`) stream as the controller's full pass does (`ClusterStream`,
+    chunks of about `chunk_pods` pods): a command never holds every pod of a cluster.
+    Named workflows are read whole (`read_workflows`).
     """
     for namespace in scope.namespaces or []:
         if not kube.namespace_exists(namespace):
             raise ScopeError(f"namespace {namespace!r} not found")
     if not scope.workflows:
-        return read_all(kube, scope.namespaces or [], options)
+        return ClusterStream(kube, scope.namespaces or [], options, chunk_pods)
     names = sorted(set(scope.workflows))
     where: dict[str, set[str]] = {}
     selector = f"{c.ARGO_WORKFLOW_LABEL} in ({','.join(names)})"

@@ -498,32 +498,39 @@ def plan_step(
 
 
 def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
-    """Producers before consumers, so inputs link to outputs created in the same pass."""
+    """Producers before consumers, so inputs link to outputs created in the same pass.
+
+    A depth-first walk up the inputs with an explicit stack: a recursive closure would be a
+    reference cycle (function -> cell -> function) holding every plan of the workflow, and
+    passes hold the cyclic collector (controller/gc_pause.py), so nothing would free them
+    until the pass ends.
+    """
     producer = {out.desired.key: i for i, p in enumerate(plans) for out in p.outputs if out.op is Op.CREATE}
+
+    def upstream(i: int) -> Iterator[int]:
+        for link in plans[i].inputs:
+            if link.artifact_key is not None and link.artifact_key in producer:
+                yield producer[link.artifact_key]
+
     done: set[int] = set()
     ordered: list[StepPlan] = []
-    for i in range(len(plans)):
-        _visit(i, frozenset(), plans, producer, done, ordered)
+    for start in range(len(plans)):
+        if start in done:
+            continue
+        # (step, the steps on the path to it, its producers not walked yet)
+        path: list[tuple[int, frozenset[int], Iterator[int]]] = [(start, frozenset(), upstream(start))]
+        while path:
+            i, trail, producers = path[-1]
+            nxt = next(producers, None)
+            if nxt is not None:
+                if nxt not in done and nxt not in trail and nxt != i:
+                    path.append((nxt, trail | {i}, upstream(nxt)))
+                continue
+            path.pop()
+            if i not in done:
+                done.add(i)
+                ordered.append(plans[i])
     return ordered
-
-
-def _visit(
-    i: int,
-    trail: frozenset[int],
-    plans: Sequence[StepPlan],
-    producer: Mapping[str, int],
-    done: set[int],
-    ordered: list[StepPlan],
-) -> None:
-    # A module-level function, not a closure that calls itself: such a closure is a reference
-    # cycle, which the pass (its collector paused) would keep with every plan until it ends.
-    if i in done or i in trail:
-        return
-    for link in plans[i].inputs:
-        if link.artifact_key is not None and link.artifact_key in producer:
-            _visit(producer[link.artifact_key], trail | {i}, plans, producer, done, ordered)
-    done.add(i)
-    ordered.append(plans[i])
 
 
 def plan_workflow(

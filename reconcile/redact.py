@@ -39,11 +39,20 @@ _KEY_VALUE = re.compile(
 _BEARER = re.compile(r"(?P<key>\b(?:bearer|basic)\s+)(?P<secret>[\w.~+/=-]+)", re.IGNORECASE)
 
 
+# What each pattern cannot match without: a report prints thousands of strings (pod patches,
+# artifact URIs), and most hold neither '@' nor a secret's name, so they skip the patterns.
+# Every name in _SECRET_NAMES holds one of these, and _BEARER's words are here too.
+_NAME_HINT = re.compile(r"pass|pwd|secret|token|key|credential|bearer|basic", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
     """`text` with every credential in it replaced by `***` (see the module docstring)."""
     if not text:
         return text
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('lead')}{m.group('user')}:{MASK}@", text)
-    text = _BARE_USERINFO.sub(lambda m: f"{m.group('user')}:{MASK}@", text)
+    if "@" in text:  # both userinfo patterns need one
+        text = _URL_USERINFO.sub(lambda m: f"{m.group('lead')}{m.group('user')}:{MASK}@", text)
+        text = _BARE_USERINFO.sub(lambda m: f"{m.group('user')}:{MASK}@", text)
+    if _NAME_HINT.search(text) is None:
+        return text
     text = _BEARER.sub(lambda m: f"{m.group('key')}{MASK}", text)
     return _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +16,10 @@ from tests.podfactory import chain, pods_of
 CLI = [sys.executable, "-m", "controller.cli"]
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False)
+def cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **env}
+    )
 
 
 def write_list(path: Path, items: list[dict[str, Any]], kind: str = "PodList") -> Path:
@@ -128,3 +132,46 @@ def test_usage_and_unreachable_errors_are_one_line(tmp_path: Path) -> None:
         assert fragment in run.stderr
         assert "Traceback" not in run.stderr
         assert len([line for line in run.stderr.splitlines() if "error:" in line]) == 1
+
+
+def sandbox_items(workflows: int) -> list[dict[str, Any]]:
+    """Pods, Workflows and WorkflowTaskResults of the sandbox's simulator: finished and running runs."""
+    from sandbox.objectstore import ObjectStore
+    from sandbox.simulator.runner import generate_load
+
+    cluster = ObjectStore()
+    generate_load(cluster, workflows=workflows, steps=5, profile="3.5", seed=1)
+    generate_load(cluster, workflows=workflows, steps=5, profile="3.5", seed=2, completed=False)
+    return [obj for kind in ("pods", "workflows", "workflowtaskresults") for obj in cluster.list(kind)]
+
+
+def mlmd_contents(path: Path) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Execution keys, artifact (key, uri) and the number of events of a SQLite store."""
+    store = open_store(f"sqlite:///{path}", read_only=True)
+    executions = sorted(e.external_id for e in store.get_executions())
+    artifacts = sorted((a.external_id, a.uri) for a in store.get_artifacts())
+    events = store.get_events_by_execution_ids([e.id for e in store.get_executions()])
+    return executions, artifacts, len(events)
+
+
+def test_a_dump_in_any_order_converges_as_a_sorted_one(tmp_path: Path) -> None:
+    """A workflow's pods, its Workflow and its results far apart: chunks still hold whole workflows."""
+    items = sandbox_items(12)
+    kinds = {item["kind"] for item in items}
+    assert kinds == {"Pod", "Workflow", "WorkflowTaskResult"}
+    shuffled = list(items)
+    random.Random(3).shuffle(shuffled)
+    reports = {}
+    for name, order in (("sorted", items), ("shuffled", shuffled)):
+        dump = write_list(tmp_path / f"{name}.json", order, kind="List")
+        url = f"sqlite:///{tmp_path}/{name}.sqlite"
+        # Chunks of ~7 pods: every chunk boundary would split a 5-step workflow if chunks were cut blindly.
+        run = cli("reconcile", "--from-file", str(dump), "--mlmd", url, "-o", "json", KFPMR_CHUNK_PODS="7")
+        assert run.returncode == 0, run.stderr
+        reports[name] = json.loads(run.stdout)
+        again = cli("reconcile", "--from-file", str(dump), "--mlmd", url, "-o", "json", KFPMR_CHUNK_PODS="7")
+        assert json.loads(again.stdout)["actions"] == {}, again.stdout
+    for field in ("actions", "pending_inputs", "pending_outputs", "pods_seen", "errors", "steps_without_pod"):
+        assert reports["sorted"][field] == reports["shuffled"][field], field
+    assert reports["sorted"]["actions"]["event.input"] > 0
+    assert mlmd_contents(tmp_path / "sorted.sqlite") == mlmd_contents(tmp_path / "shuffled.sqlite")

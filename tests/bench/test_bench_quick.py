@@ -152,3 +152,18 @@ def test_stored_runs_backfills_every_stored_step_once_with_bounded_memory(tmp_pa
     assert doc["bounds"]["read_steps"] == figures["executions"]
     assert figures["peak_rss_mb"] > 0 and doc["bounds"]["baseline_rss_mb"] > 0
     assert doc["ratios"]["peak_rss_to_tenth"] is not None
+
+
+def test_dump_reconciles_the_file_then_writes_nothing(tmp_path: Path) -> None:
+    """`reconcile --from-file` of a simulator dump through the CLI, twice; the bound is measured too."""
+    doc = run("dump", True, tmp_path).to_json()
+    _common(doc, "dump")
+    [point] = doc["details"]["points"]
+    assert point["pods"] == 50 and point["dump"]["Workflow"] == 10
+    first, second = point["first_pass"], point["second_pass"]
+    assert first["returncode"] == 0 and first["errors"] == 0 and first["pods_seen"] == 50
+    assert first["actions"]["execution.create"] == 50 and first["actions"]["event.input"] == 40
+    assert second["returncode"] == 0 and second["actions"] == {} and second["mlmd_transactions"] == 0
+    assert first["peak_rss_mb"] > 0 and point["parse"]["wall_s"] > 0 and point["json_load"]["wall_s"] > 0
+    assert doc["ratios"]["second_pass_to_parse_50"] > 0
+    assert set(doc["targets"]) == {"peak_rss_mb_50", "second_pass_to_parse_50", "second_pass_to_json_load_50"}

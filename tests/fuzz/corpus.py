@@ -46,6 +46,8 @@ class Case:
     profile: str = "3.3"
     # More pods beside the (mutated) victim that the same verdict applies to.
     twins: Callable[[JSON], list[JSON]] = lambda victim: []
+    # A pod no API server stores (a list for a map): it exists only in a hand-made dump.
+    dump_only: bool = False
 
 
 def _annotation(key: str, text: str) -> Callable[[JSON], None]:
@@ -201,6 +203,38 @@ CASES: tuple[Case, ...] = (
     Case("outputs_not_an_object", _annotation(OUTPUTS, "[1]"), "error", "malformed_annotation"),
     Case("artifacts_name_not_a_string", _annotation(OUTPUTS, '{"artifacts":[{"name":1}]}'), "error"),
     Case("spec_name_not_a_string", _spec_name(5), "error", "malformed_annotation"),  # type: ignore[arg-type]
+    # Crashed the dump's reading (sources.pod_node_id, read_file): a whole-pass traceback.
+    Case("labels_not_a_map", _metadata("labels", ["a"]), "error", "malformed_pod", "labels", dump_only=True),
+    Case(
+        "annotations_not_a_map",
+        _metadata("annotations", "x"),
+        "error",
+        "malformed_pod",
+        "annotations",
+        dump_only=True,
+    ),
+    Case(
+        "node_id_a_list",
+        _set(("metadata", "annotations", "workflows.argoproj.io/node-id"), ["a"]),
+        "error",
+        "malformed_pod",
+        "annotations",
+        dump_only=True,
+    ),
+    Case(
+        "node_id_a_map",
+        _set(("metadata", "annotations", "workflows.argoproj.io/node-id"), {"a": 1}),
+        "error",
+        "malformed_pod",
+        dump_only=True,
+    ),
+    Case(
+        "node_name_a_list",
+        _set(("metadata", "annotations", "workflows.argoproj.io/node-name"), ["a"]),
+        "error",
+        "malformed_pod",
+        dump_only=True,
+    ),
     # Two pods of one workflow claiming one node id: one got no record, with no error and exit 0.
     Case(
         "duplicate_node_id",
@@ -219,21 +253,26 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
-# Crashers whose cure lies in the pass itself (controller/manual.py, controller/inputs.py,
-# controller/reconcile_pass.py, controller/report_view.py, reconcile/plan.py), which is being
-# refactored. Each is a whole dump (the pass does not get as far as a per-pod verdict) and
-# what still goes wrong today; tests/fuzz/test_corpus.py checks that it still does, so the
-# coordinator sees the day it is fixed and moves it into CASES with its expected report.
+# Dumps that are wrong as a whole, or hold items that are not pods at all: each is a whole
+# dump (clean pods -> the document, or its JSON text) and what the command must do with it.
+# Before the dump was streamed (controller/dump_source.py) the first three ended the command
+# in a traceback (AttributeError, RecursionError) and kind_not_a_string was dropped silently.
 
 
 @dataclass(frozen=True)
-class PendingCase:
-    """A dump that still breaks the pass, and the symptom it shows today (a stderr fragment)."""
+class DumpCase:
+    """A whole dump and the verdict: exit 2 with `fragment` in its one `error:` line, or a report.
+
+    With `exit_code` 0 or 1 every clean pod must be recorded once, and `report` must hold
+    `fragment` in an error (`reason` set) or warning (`reason` None) naming `pod`.
+    """
 
     name: str
-    dump: Callable[[list[JSON]], Any]  # clean pods -> the whole dump (a document, or its JSON text)
-    symptom: str
-    cure: str
+    dump: Callable[[list[JSON]], Any]
+    exit_code: int
+    fragment: str
+    reason: str | None = None
+    pod: str = ""
 
 
 def _with_items(extra: list[Any]) -> Callable[[list[JSON]], Any]:
@@ -250,40 +289,61 @@ def _pod_with(mutate: Callable[[JSON], None]) -> Callable[[list[JSON]], Any]:
     return dump
 
 
-PENDING_CASES: tuple[PendingCase, ...] = (
-    PendingCase(
-        "labels_not_a_map",
-        _pod_with(_metadata("labels", ["a"])),
-        "AttributeError",
-        "manual.read_file and inputs.pod_node_id call .get on metadata.labels/annotations "
-        "unchecked: the whole pass ends in a traceback; should be a malformed_pod error for that pod",
-    ),
-    PendingCase(
-        "annotations_not_a_map",
-        _pod_with(_metadata("annotations", "x")),
-        "AttributeError",
-        "inputs.pod_node_id: annotations.get on a string; should be a malformed_pod error",
-    ),
-    PendingCase(
+def _last_pod_with(mutate: Callable[[JSON], None]) -> Callable[[list[JSON]], Any]:
+    def dump(pods: list[JSON]) -> Any:
+        last = json.loads(json.dumps(pods[-1]))
+        mutate(last)
+        return {"apiVersion": "v1", "kind": "List", "items": [*pods[:-1], last]}
+
+    return dump
+
+
+def _text(document: Callable[[list[JSON]], Any], edit: Callable[[str], str]) -> Callable[[list[JSON]], Any]:
+    return lambda pods: edit(json.dumps(document(pods)))
+
+
+DUMP_CASES: tuple[DumpCase, ...] = (
+    # 990 levels in a field the pass never reads: Python's parser cannot hold the item; the
+    # item (named by its index: it cannot be read) is an error, every other pod converges.
+    DumpCase(
         "deep_json_in_the_dump",
-        lambda pods: json.dumps(_pod_with(_set(("spec", "x"), "DEEP"))(pods)).replace(
-            '"DEEP"', "[" * 990 + "]" * 990
+        _text(_pod_with(_set(("spec", "x"), "DEEP")), lambda t: t.replace('"DEEP"', "[" * 990 + "]" * 990)),
+        1,
+        "nested too deep",
+        "malformed_pod",
+        "item 2",
+    ),
+    # 60 levels in that field: read, and the pod (cut down to what the pass reads) recorded.
+    DumpCase(
+        "nested_json_in_the_dump",
+        _text(
+            _last_pod_with(_set(("spec", "x"), "DEEP")), lambda t: t.replace('"DEEP"', "[" * 60 + "]" * 60)
         ),
-        "RecursionError",
-        "manual.read_file json.load catches ValueError only; parse with reconcile.jsontext "
-        "(or catch RecursionError): one 'error:' line and exit 2, or that pod's error",
-    ),
-    PendingCase(
-        "dump_not_a_list",
-        lambda pods: pods,
+        0,
         "",
-        "a JSON array is 'not a Kubernetes List': already exit 2 (kept as a check)",
     ),
-    PendingCase(
+    DumpCase("item_not_an_object", _with_items([5]), 1, "not a JSON object", "malformed_pod", "item 2"),
+    DumpCase(
         "kind_not_a_string",
         _with_items([{"kind": 5, "metadata": {"name": "k", "namespace": "x"}}]),
-        "",
-        "manual.read_file drops items whose kind is not a string (or unknown) without a word; "
-        "should count and report them",
+        0,
+        "kind is not a string",
+        None,
+        "k",
     ),
+    DumpCase("dump_not_a_list", lambda pods: pods, 2, "not a Kubernetes List"),
+    DumpCase("items_not_an_array", lambda pods: {"kind": "List", "items": {"a": pods}}, 2, "not an array"),
+    DumpCase("no_items", lambda pods: {"kind": "List"}, 2, "no 'items' array"),
+    DumpCase("truncated", _text(_with_items([]), lambda t: t[: len(t) // 2]), 2, "truncated"),
+    DumpCase(
+        "truncated_between_items", _text(_with_items([]), lambda t: t[: t.index("}, {") + 1]), 2, "truncated"
+    ),
+    DumpCase(
+        "garbage_between_items",
+        _text(_with_items([]), lambda t: t.replace("}, {", "} x {", 1)),
+        2,
+        "not JSON",
+    ),
+    DumpCase("extra_data", _text(_with_items([]), lambda t: t + " {}"), 2, "extra data"),
+    DumpCase("empty_file", lambda pods: "", 2, "empty"),
 )

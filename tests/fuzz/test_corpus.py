@@ -14,14 +14,17 @@ from typing import Any
 import pytest
 
 from tests.fuzz.child import executions_by_pod, grpc_server, run_cli, write_dump
-from tests.fuzz.corpus import CASES, PENDING_CASES, Case
+from tests.fuzz.corpus import CASES, DUMP_CASES, Case
 from tests.podfactory import chain, pods_of
 
 JSON = dict[str, Any]
 
 
-def corpus_dump(path: Path) -> tuple[Path, dict[str, Case], list[str]]:
-    """The dump, victim pod name -> its case, and the clean pods' names."""
+def corpus_dump(path: Path, *, dump_only: bool = True) -> tuple[Path, dict[str, Case], list[str]]:
+    """The dump, victim pod name -> its case, and the clean pods' names.
+
+    Without `dump_only`, the cases no API server would store are left out.
+    """
     pods: list[JSON] = []
     clean = []
     for w in range(2):
@@ -30,6 +33,8 @@ def corpus_dump(path: Path) -> tuple[Path, dict[str, Case], list[str]]:
         pods += group
     victims = {}
     for i, case in enumerate(CASES):
+        if case.dump_only and not dump_only:
+            continue
         group = pods_of(chain(f"case-{i}", 2), profile=case.profile)
         case.mutate(group[-1])
         claimants = [group[-1], *case.twins(group[-1])]
@@ -85,20 +90,31 @@ def test_every_crasher_is_reported_and_everything_else_converges(tmp_path: Path,
     assert check_report(first, second, db, victims, clean) == []
 
 
-def test_the_pending_crashers_still_break_the_pass_as_described(tmp_path: Path) -> None:
-    """The pass-level cases (see PENDING_CASES): when one fails here, it was fixed -- move it to CASES."""
-    clean = pods_of(chain("pending", 2), profile="3.5")
-    still_broken = {}
-    for case in PENDING_CASES:
-        path = tmp_path / f"{case.name}.json"
-        dump = case.dump(clean)
-        path.write_text(dump if isinstance(dump, str) else json.dumps(dump), encoding="ascii")
-        run = run_cli(path, f"sqlite:///{tmp_path / case.name}.sqlite")
-        assert not run.signalled, case.name
-        if case.symptom:
-            still_broken[case.name] = run.traceback and case.symptom in run.stderr
-        elif case.name == "dump_not_a_list":
-            still_broken[case.name] = run.returncode == 2 and "not a Kubernetes List" in run.stderr
-        elif case.name == "kind_not_a_string":
-            still_broken[case.name] = run.returncode == 0 and run.report["pods_seen"] == len(clean)
-    assert still_broken == dict.fromkeys((c.name for c in PENDING_CASES), True)
+@pytest.mark.parametrize("case", DUMP_CASES, ids=lambda case: case.name)
+def test_a_hostile_dump_is_one_error_line_or_reported_items(tmp_path: Path, case: Any) -> None:
+    clean = pods_of(chain("dumped", 2), profile="3.5")
+    path = tmp_path / "dump.json"
+    dump = case.dump(clean)
+    path.write_text(dump if isinstance(dump, str) else json.dumps(dump), encoding="ascii")
+    db = tmp_path / "mlmd.sqlite"
+    run = run_cli(path, f"sqlite:///{db}")
+    assert not run.signalled and not run.traceback, run.stderr
+    assert run.returncode == case.exit_code, run.stderr
+    if case.exit_code == 2:
+        lines = run.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and case.fragment in lines[0], lines
+        assert not db.exists() or executions_by_pod(db) == {}  # read through before anything is written
+        return
+    assert run.report is not None
+    recorded = executions_by_pod(db)
+    assert all(recorded[p["metadata"]["name"]] == 1 for p in clean), recorded
+    if case.fragment:
+        named = run.report["errors"] if case.reason else run.report["warnings"]
+        assert any(
+            e["pod"] == case.pod
+            and case.fragment in e["message"]
+            and (e["reason"] == case.reason or not case.reason)
+            for e in named
+        ), named
+    if case.name == "kind_not_a_string":
+        assert run.report["items_ignored_by_kind"] == {"<kind not a string>": 1}

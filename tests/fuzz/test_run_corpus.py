@@ -67,7 +67,7 @@ def load_pods(api: ApiServer, dump: Path) -> list[str]:
 
 
 def test_every_crasher_under_run_gets_its_event_and_everything_else_converges(tmp_path: Path) -> None:
-    dump, victims, clean = corpus_dump(tmp_path / "corpus.json")
+    dump, victims, clean = corpus_dump(tmp_path / "corpus.json", dump_only=False)
     with ApiServer() as api, grpc_server(f"sqlite:///{tmp_path}/mlmd.sqlite") as mlmd:
         refused = load_pods(api, dump)
         assert sorted(victims[name].name for name in refused) == [
