@@ -505,14 +505,15 @@ def _error_line(problem: object) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    # gRPC's C core logs connection teardown at INFO on stderr; keep stderr for our errors.
+    # Set before anything imports grpc (store.errors below does), or the core never reads it.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from controller.kube import KubeApiError, KubeConfigError, KubeUnavailableError
     from controller.settings import SettingsError
     from history.errors import SourceConfigError, SourceLayoutError, SourceUnavailableError
     from store.errors import StoreConfigError, StoreUnavailableError
 
     args = _parse(argv)
-    # gRPC's C core logs connection teardown at INFO on stderr; keep stderr for our errors.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         return int(args.handler(args))

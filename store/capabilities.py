@@ -76,7 +76,7 @@ class Capabilities:
         (keys in name, one put_execution per step)``."""
         flags = " ".join(f"{name}={'yes' if present else 'no'}" for name, present in self.flags().items())
         if self.key_placement is KeyPlacement.EXTERNAL_ID:
-            mode = "keys in external_id, one put_lineage_subgraph per workflow"
+            mode = "keys in external_id, writes by put_lineage_subgraph"
         else:
             mode = "keys in name, one put_execution per step"
         return f"MLMD capabilities: {flags} ({mode})"

@@ -483,7 +483,7 @@ def test_the_mlmd_capabilities_are_logged_and_exposed_when_the_store_opens(
             lines[0]
             .getMessage()
             .endswith(
-                "(keys in external_id, one put_lineage_subgraph per workflow)"
+                "(keys in external_id, writes by put_lineage_subgraph)"
                 if keyed
                 else "(keys in name, one put_execution per step)"
             )

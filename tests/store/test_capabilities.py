@@ -87,7 +87,7 @@ def test_summary_and_json() -> None:
     )
     assert ALL_CAPABILITIES.summary() == (
         "MLMD capabilities: external_id=yes put_lineage_subgraph=yes filter_query=yes "
-        "(keys in external_id, one put_lineage_subgraph per workflow)"
+        "(keys in external_id, writes by put_lineage_subgraph)"
     )
     assert json.loads(json.dumps(old.to_json())) == {
         "external_id": False,
