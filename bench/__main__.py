@@ -32,6 +32,7 @@ def run(
     pods: int = 5000,
     mlmd_version: str = "current",
     workflows: int | None = None,
+    keep_failed: Path | None = None,
 ) -> Report:
     """Run one scenario at its full (or quick) size; `workflows` overrides the size (backfill,
     idle-resync), `mlmd_version` runs them against that MLMD release's server."""
@@ -51,7 +52,7 @@ def run(
     if name == "fuzz":
         from bench.fuzz import fuzz
 
-        return fuzz(100 if quick else pods)
+        return fuzz(100 if quick else pods, keep_failed=keep_failed)
     if name == "stored-runs":
         from bench.stored_runs import stored_runs
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=[*SCENARIOS, "all", "fuzz"])
     parser.add_argument("--pods", type=int, default=5000, help="fuzz: mutated pods to run (default 5000)")
+    parser.add_argument(
+        "--keep-failed", type=Path, default=None, help="fuzz: copy each failed batch (dump, MLMD file) here"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (what the test suite runs)")
     parser.add_argument("--out", type=Path, help="report file (a directory with `all`)")
     parser.add_argument(
@@ -118,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             plot = args.plot or (None if args.quick else REPORTS / "scale.png")
             report = run(
-                name, args.quick, Path(tmp), args.mlmd, plot, args.pods, args.mlmd_version, args.workflows
+                name,
+                args.quick,
+                Path(tmp),
+                args.mlmd,
+                plot,
+                args.pods,
+                args.mlmd_version,
+                args.workflows,
+                args.keep_failed,
             )
         doc = report.to_json()
         doc["parameters"]["quick"] = args.quick

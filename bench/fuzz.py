@@ -9,6 +9,7 @@ pods, mutated pods lost silently, and actions of the second pass; all must be 0.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +37,19 @@ COUNTED = (
 )
 
 
-def fuzz(pods: int, batch: int = 25, clean: int = 3, grpc_every: int = 10, seed: int = 0) -> Report:
-    """Run at least `pods` mutated pods in batches of `batch`; the report's `results` hold the counts."""
+def fuzz(
+    pods: int,
+    batch: int = 25,
+    clean: int = 3,
+    grpc_every: int = 10,
+    seed: int = 0,
+    keep_failed: Path | None = None,
+) -> Report:
+    """Run at least `pods` mutated pods in batches of `batch`; the report's `results` hold the counts.
+
+    With `keep_failed`, each batch that fails is copied there (its dump, its MLMD file and the
+    mutations, one a line), to be replayed with the CLI: hypothesis draws anew on every run.
+    """
     batches = max(1, -(-pods // batch))
     totals: dict[str, Any] = dict.fromkeys(COUNTED, 0)
     totals.update(batches=0, grpc_batches=0, servers_died=0, failures=[], by_mutation={})
@@ -57,8 +69,14 @@ def fuzz(pods: int, batch: int = 25, clean: int = 3, grpc_every: int = 10, seed:
             if index >= batches:
                 return
             grpc = grpc_every > 0 and index % grpc_every == grpc_every - 1
-            result = run_batch(Path(tmp) / str(index), mutated, clean=clean, seed=seed + index, grpc=grpc)
+            workdir = Path(tmp) / str(index)
+            result = run_batch(workdir, mutated, clean=clean, seed=seed + index, grpc=grpc)
             _add(totals, result, mutated, grpc)
+            if result.failures and keep_failed is not None:
+                kept = keep_failed / f"batch-{index}"
+                shutil.copytree(workdir, kept, dirs_exist_ok=True)
+                (kept / "mutations.txt").write_text("".join(f"{m!r}\n" for m in mutated))
+                (kept / "failures.txt").write_text("".join(f"{f}\n" for f in result.failures))
 
         one_batch()
     report = Report("fuzz", {"pods": pods, "batch": batch, "clean_workflows_per_batch": clean})

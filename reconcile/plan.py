@@ -574,4 +574,51 @@ def plan_workflows(
             plans.append(plan_workflow(group, actual, producers))
         except PodError as exc:
             refused += [(step, exc) for step in group]
-    return plans, refused
+    return order_workflows(plans), refused
+
+
+def order_workflows(plans: Sequence[WorkflowPlan]) -> list[WorkflowPlan]:
+    """Workflow plans with each one after the plans that create artifacts its inputs link to.
+
+    Plans are applied in this order, and an input can only link to an artifact written
+    before it; a workflow whose pods carry another context name than their producers'
+    (a mislabelled pod) would otherwise have its input wait for the next pass. Otherwise the
+    order the workflows first appeared in; a cycle keeps that order.
+    """
+    creator = {
+        out.desired.key: i
+        for i, plan in enumerate(plans)
+        for step in plan.steps
+        for out in step.outputs
+        if out.op is Op.CREATE
+    }
+    needs = [
+        sorted(
+            {
+                creator[link.artifact_key]
+                for step in plan.steps
+                for link in step.inputs
+                if link.artifact_key is not None and creator.get(link.artifact_key, i) != i
+            }
+        )
+        for i, plan in enumerate(plans)
+    ]
+    if not any(needs):
+        return list(plans)
+    done: set[int] = set()
+    ordered: list[WorkflowPlan] = []
+    for start in range(len(plans)):
+        # An explicit stack, as in order_for_apply: (plan, plans on the path to it, its needs left).
+        path: list[tuple[int, frozenset[int], Iterator[int]]] = [(start, frozenset(), iter(needs[start]))]
+        while path:
+            i, trail, left = path[-1]
+            nxt = next(left, None)
+            if nxt is not None:
+                if nxt not in done and nxt not in trail and nxt != i:
+                    path.append((nxt, trail | {i}, iter(needs[nxt])))
+                continue
+            path.pop()
+            if i not in done:
+                done.add(i)
+                ordered.append(plans[i])
+    return ordered

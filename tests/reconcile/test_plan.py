@@ -346,6 +346,20 @@ CASES = [
         ],
     ),
     Case(
+        "a mislabelled consumer seen before its producer's workflow is planned after it",
+        (step("b", workflow="mislabelled", inputs=(("in", "s3://b/a/out"),), outputs=()), PRODUCER),
+        state(),
+        [
+            ("context.create", "wf"),
+            ("execution.create", exec_key("a")),
+            ("artifact.create", out_key("a", "out")),
+            ("event.output", f"{exec_key('a')} -> out"),
+            ("context.create", "mislabelled"),
+            ("execution.create", exec_key("b")),
+            ("event.input", f"{exec_key('b')} <- in (s3://b/a/out)"),
+        ],
+    ),
+    Case(
         "keys in names (MLMD < 1.11): a converged step writes nothing, its context needs no key",
         (PRODUCER,),
         state(
