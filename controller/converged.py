@@ -164,15 +164,23 @@ class ConvergedSteps:
         """Note MLMD as this pass leaves it, so the next pass can tell whether it changed."""
         self._witness = store.read_witness() if self._entries else None
 
-    def unchanged(self, pod: ListedPod, chunk: Chunk) -> bool:
-        """True when this pod's step was converged and nothing it depends on changed since."""
+    def _entry_of(self, pod: ListedPod) -> tuple[PodKey, _Entry] | None:
+        """(key, entry) remembered for this very pod (same uid and resourceVersion), else None."""
         identity = _identity(pod)
         if identity is None:
-            return False
+            return None
         key, uid, resource_version = identity
         entry = self._entries.get(key)
         if entry is None or entry.uid != uid or entry.resource_version != resource_version:
+            return None
+        return key, entry
+
+    def unchanged(self, pod: ListedPod, chunk: Chunk) -> bool:
+        """True when this pod's step was converged and nothing it depends on changed since."""
+        found = self._entry_of(pod)
+        if found is None:
             return False
+        key, entry = found
         return entry.inputs == _inputs_digest(chunk, (key[0], entry.node_id))
 
     def skip(self, pod: ListedPod, chunk: Chunk) -> bool:
@@ -197,13 +205,10 @@ class ConvergedSteps:
         listed. Stricter than `unchanged`: any change to the step's Workflow (not only to
         its node) counts; its pods are then read whole and `unchanged` decides.
         """
-        identity = _identity(pod)
-        if identity is None:
+        found = self._entry_of(pod)
+        if found is None:
             return False
-        key, uid, resource_version = identity
-        entry = self._entries.get(key)
-        if entry is None or entry.uid != uid or entry.resource_version != resource_version:
-            return False
+        key, entry = found
         if taskresult_rvs.get((key[0], entry.node_id)) != entry.taskresult_rv:
             return False
         workflow = _workflow_key(pod)

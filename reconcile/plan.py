@@ -16,7 +16,7 @@ links only to what its own upstream step produced (`own_upstream`, docs/identity
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -512,24 +512,33 @@ def order_for_apply(plans: Sequence[StepPlan]) -> list[StepPlan]:
             if link.artifact_key is not None and link.artifact_key in producer:
                 yield producer[link.artifact_key]
 
+    return [plans[i] for i in dependency_order(len(plans), upstream)]
+
+
+def dependency_order(count: int, needs: Callable[[int], Iterable[int]]) -> list[int]:
+    """0..count-1 with each index after the indices it `needs`; otherwise in index order.
+
+    A depth-first walk with an explicit stack (no recursion: chains may be long, and a
+    recursive closure would be a reference cycle). A cycle is broken where it is found.
+    """
     done: set[int] = set()
-    ordered: list[StepPlan] = []
-    for start in range(len(plans)):
+    ordered: list[int] = []
+    for start in range(count):
         if start in done:
             continue
-        # (step, the steps on the path to it, its producers not walked yet)
-        path: list[tuple[int, frozenset[int], Iterator[int]]] = [(start, frozenset(), upstream(start))]
+        # (index, the indices on the path to it, its needs not walked yet)
+        path: list[tuple[int, frozenset[int], Iterator[int]]] = [(start, frozenset(), iter(needs(start)))]
         while path:
-            i, trail, producers = path[-1]
-            nxt = next(producers, None)
+            i, trail, left = path[-1]
+            nxt = next(left, None)
             if nxt is not None:
                 if nxt not in done and nxt not in trail and nxt != i:
-                    path.append((nxt, trail | {i}, upstream(nxt)))
+                    path.append((nxt, trail | {i}, iter(needs(nxt))))
                 continue
             path.pop()
             if i not in done:
                 done.add(i)
-                ordered.append(plans[i])
+                ordered.append(i)
     return ordered
 
 
@@ -605,20 +614,4 @@ def order_workflows(plans: Sequence[WorkflowPlan]) -> list[WorkflowPlan]:
     ]
     if not any(needs):
         return list(plans)
-    done: set[int] = set()
-    ordered: list[WorkflowPlan] = []
-    for start in range(len(plans)):
-        # An explicit stack, as in order_for_apply: (plan, plans on the path to it, its needs left).
-        path: list[tuple[int, frozenset[int], Iterator[int]]] = [(start, frozenset(), iter(needs[start]))]
-        while path:
-            i, trail, left = path[-1]
-            nxt = next(left, None)
-            if nxt is not None:
-                if nxt not in done and nxt not in trail and nxt != i:
-                    path.append((nxt, trail | {i}, iter(needs[nxt])))
-                continue
-            path.pop()
-            if i not in done:
-                done.add(i)
-                ordered.append(plans[i])
-    return ordered
+    return [plans[i] for i in dependency_order(len(plans), needs.__getitem__)]
