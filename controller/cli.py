@@ -5,7 +5,7 @@ Exit codes (docs/cli.md): 0 converged (verify: no drift); 1 some pods failed
 kubeconfig that cannot be used, the API server refusing a request, e.g. RBAC);
 3 could not reach or open Kubernetes or MLMD (also: a store that does not exist
 for a read-only command, a refused login, a database of another schema version);
-4 verify found drift. Every fatal error is one `error:` line on stderr, with
+4 verify found drift; 5 an unexpected failure (a bug). Every fatal error is one `error:` line on stderr, with
 credentials masked; an unknown or bad flag is reported by its command's parser.
 
 Other installed distributions add commands through the entry point group
@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep ML Metadata in step with Kubeflow Pipelines v1 steps run by Argo Workflows.",
         epilog="Settings are also read from the environment (KFPMR_*, and the upstream "
         "metadata-writer's names); see docs/configuration.md. Exit codes: 0 converged (verify: no drift), "
-        "1 some pods failed, 2 usage/config error, 3 Kubernetes or MLMD unreachable, 4 verify found drift.",
+        "1 some pods failed, 2 usage/config error, 3 Kubernetes or MLMD unreachable, 4 verify found drift, "
+        "5 a bug of ours.",
     )
     parser.add_argument("--version", action=_VersionAction, help="print the versions and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
