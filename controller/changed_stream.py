@@ -33,14 +33,7 @@ from collections.abc import Iterator, Sequence
 from controller.converged import ConvergedSteps, WorkflowKey
 from controller.kube import KubeAccess
 from controller.reconcile_pass import Chunk
-from controller.slimming import slim_pod, slim_workflow
-from controller.sources import (
-    WORKFLOWS_PER_SELECTOR,
-    ClusterStream,
-    PassInputs,
-    assemble,
-    pod_node_id,
-)
+from controller.sources import ClusterStream, PassInputs, pod_node_id, read_workflows
 from reconcile import conventions as c
 from reconcile.argo import JSON
 from reconcile.options import ReconcileOptions
@@ -155,26 +148,10 @@ class ChangedStream:
 
     def _read(self, group: list[WorkflowKey]) -> Chunk:
         """One chunk: the whole pods, results and Workflows of `group`'s workflows."""
-        by_namespace: dict[str, list[str]] = {}
+        where: dict[str, set[str]] = {}
         for namespace, name in group:
-            by_namespace.setdefault(namespace, []).append(name)
-        pods: list[JSON] = []
-        taskresults: list[JSON] = []
-        workflows: list[JSON] = []
-        for namespace, names in by_namespace.items():
-            for start in range(0, len(names), WORKFLOWS_PER_SELECTOR):
-                batch = names[start : start + WORKFLOWS_PER_SELECTOR]
-                selector = f"{c.ARGO_WORKFLOW_LABEL} in ({','.join(batch)})"
-                pods += self.kube.list_pods([namespace], label_selector=selector, transform=slim_pod).items
-                taskresults += self.kube.list_taskresults([namespace], label_selector=selector)
-        present = {key for key in map(pod_node_id, pods) if key is not None}
-        cut = slim_workflow(present)  # whole only where a step's pod is gone
-        for namespace, names in by_namespace.items():
-            for name in names:
-                workflow = self.kube.get_workflow(namespace, name)
-                if workflow is not None:  # gone meanwhile: its pods are still reconciled
-                    workflows.append(cut(workflow))
-        inputs = assemble(pods, workflows, taskresults, self.options)
+            where.setdefault(namespace, set()).add(name)
+        inputs = read_workflows(self.kube, where, self.options, slim=True)
         self.read.problems += inputs.problems
         self.read.workflows_seen.update(inputs.workflows_seen)
         self.read.workflow_uids |= inputs.workflow_uids

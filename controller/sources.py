@@ -176,22 +176,32 @@ def read_all(kube: KubeAccess, namespaces: Sequence[str], options: ReconcileOpti
     return inputs
 
 
-def read_workflows(kube: KubeAccess, scope: Mapping[str, set[str]], options: ReconcileOptions) -> PassInputs:
-    """The pods, results and Workflow objects of the named workflows only (namespace -> names)."""
+def read_workflows(
+    kube: KubeAccess, scope: Mapping[str, set[str]], options: ReconcileOptions, *, slim: bool = False
+) -> PassInputs:
+    """The pods, results and Workflow objects of the named workflows only (namespace -> names).
+
+    With `slim`, pods and Workflows are cut down as the streamed full pass cuts them
+    (`controller/slimming.py`): a Workflow keeps its whole object only where a step's pod is gone.
+    """
     pods: list[JSON] = []
     workflows: list[JSON] = []
     taskresults: list[JSON] = []
-    for namespace, names in sorted(scope.items()):
-        ordered = sorted(names)
+    names_by_namespace = [(namespace, sorted(names)) for namespace, names in sorted(scope.items())]
+    for namespace, ordered in names_by_namespace:
         for start in range(0, len(ordered), WORKFLOWS_PER_SELECTOR):
             chunk = ordered[start : start + WORKFLOWS_PER_SELECTOR]
             selector = f"{c.ARGO_WORKFLOW_LABEL} in ({','.join(chunk)})"
-            pods += kube.list_pods([namespace], label_selector=selector).items
+            pods += kube.list_pods(
+                [namespace], label_selector=selector, transform=slim_pod if slim else None
+            ).items
             taskresults += kube.list_taskresults([namespace], label_selector=selector)
+    cut = slim_workflow({key for key in map(pod_node_id, pods) if key is not None}) if slim else None
+    for namespace, ordered in names_by_namespace:
         for name in ordered:
             workflow = kube.get_workflow(namespace, name)
-            if workflow is not None:
-                workflows.append(workflow)
+            if workflow is not None:  # gone meanwhile: its pods are still reconciled
+                workflows.append(cut(workflow) if cut is not None else workflow)
     return assemble(pods, workflows, taskresults, options)
 
 
