@@ -54,6 +54,7 @@ def _timestamp(record: logging.LogRecord) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Every name here holds one of reconcile/redact.py's hint words (`might_hold_secret` relies on it).
 _SECRET_FIELD = re.compile(r"password|passwd|secret|token|api_?key|credential", re.IGNORECASE)
 
 

@@ -22,18 +22,19 @@ MAX_JSON_DEPTH = 100
 
 def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether `value` nests lists/objects more than `limit` levels deep (iterative, no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    # Level by level: every pod and template is walked once per pass, and a list
+    # comprehension per container costs half of a stack of (item, depth) pairs.
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            deeper += [child for child in children if isinstance(child, dict | list)]
+        level = deeper
+        depth += 1
     return False
 
 
@@ -54,7 +55,8 @@ def parse_json(text: Any, what: str, reason: Reason, max_bytes: int) -> Any:
         raise PodError(reason, f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4,300 digits
         raise PodError(reason, f"{what} is not valid JSON ({_short(str(exc))})") from None
-    if json_depth_exceeds(value):
+    # Each level opens a bracket of its own: a text with few brackets cannot be too deep.
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and json_depth_exceeds(value):
         raise PodError(reason, f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 

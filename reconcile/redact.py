@@ -45,9 +45,18 @@ _BEARER = re.compile(r"(?P<key>\b(?:bearer|basic)\s+)(?P<secret>[\w.~+/=-]+)", r
 _NAME_HINT = re.compile(r"pass|pwd|secret|token|key|credential|bearer|basic", re.IGNORECASE)
 
 
+def might_hold_secret(text: str) -> bool:
+    """False when `redact` would return `text` unchanged: it holds no '@' and no secret's name.
+
+    Also true of `text`'s parts: a JSON text of which this is False holds no string, and no
+    key named like a secret (controller/logs.py), that redaction would change.
+    """
+    return "@" in text or _NAME_HINT.search(text) is not None
+
+
 def redact(text: str) -> str:
     """`text` with every credential in it replaced by `***` (see the module docstring)."""
-    if not text:
+    if not text or not might_hold_secret(text):
         return text
     if "@" in text:  # both userinfo patterns need one
         text = _URL_USERINFO.sub(lambda m: f"{m.group('lead')}{m.group('user')}:{MASK}@", text)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcile.redact import redact
+from reconcile.redact import might_hold_secret, redact
 
 SECRET = "S3cr3t-Pw"
 
@@ -73,3 +73,39 @@ def test_no_password_survives_any_url_shape(
     out = redact(text)
     assert password not in out
     assert host.split(":")[0] in out
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_JSON_VALUES)
+def test_what_might_hold_no_secret_is_left_unchanged_by_every_redaction(value: object) -> None:
+    """PatchLog skips the walk when the whole JSON text holds no '@' and no secret's name."""
+    import json
+
+    from controller.logs import redacted_value
+
+    if not might_hold_secret(json.dumps(value, ensure_ascii=False)):
+        assert redacted_value(value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"api_key": {"nested": "x"}},  # masked whole by key, though the text regex skips objects
+        {"labels": {"a": "mysql://u:pw@db"}},
+        {"Secret": 1},
+        ["Bearer abc"],
+    ],
+)
+def test_what_redaction_changes_is_flagged(value: object) -> None:
+    import json
+
+    from controller.logs import redacted_value
+
+    assert redacted_value(value) != value
+    assert might_hold_secret(json.dumps(value, ensure_ascii=False))
