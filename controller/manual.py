@@ -27,8 +27,8 @@ from controller.report import PassReport, PodPatch, PodProblem, Progress
 from controller.sources import PassInputs, Scope
 from controller.stored_sources import StoredChunks, StoredReading
 from reconcile.options import ReconcileOptions
-from reconcile.redact import might_hold_secret
 from reconcile.plan import WorkflowPlan
+from reconcile.redact import might_hold_secret
 from store.metadata import MetadataStore
 
 
