@@ -39,6 +39,9 @@ def test_backfill_records_every_pod_and_patches_each_once(tmp_path: Path) -> Non
     assert doc["bounds"]["per_workflow_raw_write_transactions"] == doc["parameters"]["workflows"]
     assert doc["bounds"]["batched_raw_write_s"] > 0 and doc["bounds"]["per_workflow_raw_write_s"] > 0
     assert doc["bounds"]["list_decode_s"] > 0
+    assert doc["bounds"]["patch_s"] > 0 and doc["bounds"]["serial_floor_s"] > 0
+    assert doc["details"]["patch_bound"]["patches"] == pods
+    assert doc["ratios"]["wall_to_serial_floor"] > 0
     assert doc["ratios"]["pods_per_s_to_batched_raw_write"] > 0
     assert doc["ratios"]["pods_per_s_to_per_workflow_raw_write"] > 0
     assert "pods_per_s_to_batched_raw_write" in doc["targets"]
