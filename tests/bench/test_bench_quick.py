@@ -169,4 +169,8 @@ def test_dump_reconciles_the_file_then_writes_nothing(tmp_path: Path) -> None:
     assert second["returncode"] == 0 and second["actions"] == {} and second["mlmd_transactions"] == 0
     assert first["peak_rss_mb"] > 0 and point["parse"]["wall_s"] > 0 and point["json_load"]["wall_s"] > 0
     assert doc["ratios"]["second_pass_to_parse_50"] > 0
+    assert doc["bounds"]["mlmd_read_s_50"] > 0 and doc["bounds"]["no_op_floor_s_50"] > 0
+    assert doc["ratios"]["second_pass_to_no_op_floor_50"] > 0
+    # The reads ran against the store the first pass converged: every step is found.
+    assert point["mlmd_read"]["steps"] == point["mlmd_read"]["found_executions"] == 50
     assert set(doc["targets"]) == {"peak_rss_mb_50", "second_pass_to_parse_50", "second_pass_to_json_load_50"}
