@@ -39,6 +39,9 @@ def test_backfill_records_every_pod_and_patches_each_once(tmp_path: Path) -> Non
     assert doc["bounds"]["per_workflow_raw_write_transactions"] == doc["parameters"]["workflows"]
     assert doc["bounds"]["batched_raw_write_s"] > 0 and doc["bounds"]["per_workflow_raw_write_s"] > 0
     assert doc["bounds"]["list_decode_s"] > 0
+    assert doc["bounds"]["patch_s"] > 0 and doc["bounds"]["serial_floor_s"] > 0
+    assert doc["details"]["patch_bound"]["patches"] == pods
+    assert doc["ratios"]["wall_to_serial_floor"] > 0
     assert doc["ratios"]["pods_per_s_to_batched_raw_write"] > 0
     assert doc["ratios"]["pods_per_s_to_per_workflow_raw_write"] > 0
     assert "pods_per_s_to_batched_raw_write" in doc["targets"]
@@ -166,4 +169,8 @@ def test_dump_reconciles_the_file_then_writes_nothing(tmp_path: Path) -> None:
     assert second["returncode"] == 0 and second["actions"] == {} and second["mlmd_transactions"] == 0
     assert first["peak_rss_mb"] > 0 and point["parse"]["wall_s"] > 0 and point["json_load"]["wall_s"] > 0
     assert doc["ratios"]["second_pass_to_parse_50"] > 0
+    assert doc["bounds"]["mlmd_read_s_50"] > 0 and doc["bounds"]["no_op_floor_s_50"] > 0
+    assert doc["ratios"]["second_pass_to_no_op_floor_50"] > 0
+    # The reads ran against the store the first pass converged: every step is found.
+    assert point["mlmd_read"]["steps"] == point["mlmd_read"]["found_executions"] == 50
     assert set(doc["targets"]) == {"peak_rss_mb_50", "second_pass_to_parse_50", "second_pass_to_json_load_50"}
