@@ -42,7 +42,17 @@ _BEARER = re.compile(r"(?P<key>\b(?:bearer|basic)\s+)(?P<secret>[\w.~+/=-]+)", r
 # What each pattern cannot match without: a report prints thousands of strings (pod patches,
 # artifact URIs), and most hold neither '@' nor a secret's name, so they skip the patterns.
 # Every name in _SECRET_NAMES holds one of these, and _BEARER's words are here too.
-_NAME_HINT = re.compile(r"pass|pwd|secret|token|key|credential|bearer|basic", re.IGNORECASE)
+_HINT_WORDS = r"pass|pwd|secret|token|key|credential|bearer|basic"
+_NAME_HINT = re.compile(_HINT_WORDS, re.IGNORECASE)
+# The same search on ASCII text, lowered first: exactly as IGNORECASE matches ASCII, and
+# ~8x faster (sre tries an ignore-case alternation at every position).
+_ASCII_NAME_HINT = re.compile(_HINT_WORDS)
+
+
+def _names_a_secret(text: str) -> bool:
+    if text.isascii():
+        return _ASCII_NAME_HINT.search(text.lower()) is not None
+    return _NAME_HINT.search(text) is not None
 
 
 def might_hold_secret(text: str) -> bool:
@@ -51,7 +61,7 @@ def might_hold_secret(text: str) -> bool:
     Also true of `text`'s parts: a JSON text of which this is False holds no string, and no
     key named like a secret (controller/logs.py), that redaction would change.
     """
-    return "@" in text or _NAME_HINT.search(text) is not None
+    return "@" in text or _names_a_secret(text)
 
 
 def redact(text: str) -> str:
@@ -61,7 +71,7 @@ def redact(text: str) -> str:
     if "@" in text:  # both userinfo patterns need one
         text = _URL_USERINFO.sub(lambda m: f"{m.group('lead')}{m.group('user')}:{MASK}@", text)
         text = _BARE_USERINFO.sub(lambda m: f"{m.group('user')}:{MASK}@", text)
-    if _NAME_HINT.search(text) is None:
+    if not _names_a_secret(text):
         return text
     text = _BEARER.sub(lambda m: f"{m.group('key')}{MASK}", text)
     return _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)

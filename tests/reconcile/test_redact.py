@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcile.redact import might_hold_secret, redact
+from reconcile.redact import _NAME_HINT, _names_a_secret, might_hold_secret, redact
 
 SECRET = "S3cr3t-Pw"
 
@@ -109,3 +111,13 @@ def test_what_redaction_changes_is_flagged(value: object) -> None:
 
     assert redacted_value(value) != value
     assert might_hold_secret(json.dumps(value, ensure_ascii=False))
+
+
+_MIXED_CASE_WORDS = st.sampled_from(
+    ["PASS", "Pwd", "sEcReT", "toKen", "KEY", "Credential", "bearer", "BASIC"]
+)
+
+
+@given(st.lists(st.text(alphabet=string.printable, max_size=8) | _MIXED_CASE_WORDS, max_size=6).map("".join))
+def test_the_ascii_hint_search_finds_what_the_ignore_case_one_finds(text: str) -> None:
+    assert _names_a_secret(text) is (_NAME_HINT.search(text) is not None)
