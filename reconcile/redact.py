@@ -56,10 +56,10 @@ def _names_a_secret(text: str) -> bool:
 
 
 def might_hold_secret(text: str) -> bool:
-    """False when `redact` would return `text` unchanged: it holds no '@' and no secret's name.
+    """False when `redact` would return `text` unchanged: no '@' and no secret's name in it.
 
-    Also true of `text`'s parts: a JSON text of which this is False holds no string, and no
-    key named like a secret (controller/logs.py), that redaction would change.
+    A JSON text for which this is False holds no string that redaction would change, and no
+    key named like a secret (controller/logs.py's `redacted_value`).
     """
     return "@" in text or _names_a_secret(text)
 
