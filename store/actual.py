@@ -94,22 +94,6 @@ def _unlinked(store: metadata_store.MetadataStore, placed: Sequence[tuple[int, i
     return {e for e, _ in placed} - linked
 
 
-def _placed(steps: Sequence[DesiredStep], actual: ActualState) -> list[tuple[int, int]]:
-    """(execution id, run context id) of each step whose execution and run context both exist."""
-    placed = []
-    for step in steps:
-        execution = actual.executions.get(step.execution.key)
-        if execution is None:
-            continue
-        try:
-            context = find_context(step.context, actual)
-        except PodError:
-            continue  # reported when the step is planned
-        if context is not None:
-            placed.append((execution.id, context.id))
-    return unique(placed)
-
-
 def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep]) -> ActualState:
     """Read everything planning these steps needs, in batches."""
     actual = ActualState()
@@ -128,17 +112,23 @@ def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep
     for part in chunks(exec_keys):
         for proto in lookup(store.get_executions_by_external_ids, part):
             actual.executions[proto.external_id] = stored_execution(proto)
-    actual.unlinked_executions = _unlinked(store, _placed(steps, actual))
-    to_scan = set()
+    # Each step's run context, where it exists: a found execution it does not hold was left
+    # unlinked; a step found by no key may have an execution the upstream writer left in it.
+    placed: list[tuple[int, int]] = []
+    to_scan: set[int] = set()
     for step in steps:
-        if step.execution.key in actual.executions:
-            continue
         try:
             context = find_context(step.context, actual)
         except PodError:
             continue  # reported when the step is planned
-        if context is not None:
+        if context is None:
+            continue
+        execution = actual.executions.get(step.execution.key)
+        if execution is None:
             to_scan.add(context.id)
+        else:
+            placed.append((execution.id, context.id))
+    actual.unlinked_executions = _unlinked(store, unique(placed))
     for context_id in sorted(to_scan):
         actual.context_executions[context_id] = [
             stored_execution(p) for p in store.get_executions_by_context(context_id)
