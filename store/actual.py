@@ -86,12 +86,12 @@ def _unlinked(store: metadata_store.MetadataStore, placed: Sequence[tuple[int, i
     """
     linked: set[int] = set()
     for part in chunks(placed):
-        executions = ", ".join(str(e) for e, _ in part)
-        contexts = ", ".join(str(c) for c in sorted({c for _, c in part}))
+        executions = ", ".join(str(execution_id) for execution_id, _ in part)
+        contexts = ", ".join(str(context_id) for context_id in sorted({cid for _, cid in part}))
         query = f"id IN ({executions}) AND contexts_a.id IN ({contexts})"
         options = ListOptions(filter_query=query, limit=len(part))
         linked.update(p.id for p in store.get_executions(list_options=options))
-    return {e for e, _ in placed} - linked
+    return {execution_id for execution_id, _ in placed} - linked
 
 
 def read_actual(store: metadata_store.MetadataStore, steps: Sequence[DesiredStep]) -> ActualState:
