@@ -103,6 +103,19 @@ def test_a_batch_with_one_refused_workflow_commits_the_others_and_names_the_bad_
         assert sum(again.actions.values()) == 0
 
 
+class StopBeforeLinks:
+    """The MLMD client, but the links' transaction never happens (as if the process died)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def put_attributions_and_associations(self, *args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # what a SIGINT between two transactions looks like
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def test_records_left_unlinked_by_a_stopped_batch_are_drift_and_the_next_pass_links_them(
     tmp_path: Path,
 ) -> None:
@@ -111,18 +124,6 @@ def test_records_left_unlinked_by_a_stopped_batch_are_drift_and_the_next_pass_li
     url = f"sqlite:///{tmp_path}/mlmd.sqlite"
     reference = open_store(f"sqlite:///{tmp_path}/ref.sqlite")
     reconcile(healthy(4), reference, 50)
-
-    class StopBeforeLinks:
-        """The MLMD client, but the links' transaction never happens (as if the process died)."""
-
-        def __init__(self, client: Any) -> None:
-            self._client = client
-
-        def put_attributions_and_associations(self, *args: Any, **kwargs: Any) -> None:
-            raise KeyboardInterrupt  # what a SIGINT between two transactions looks like
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._client, name)
 
     client = open_store(url)
     with contextlib.suppress(KeyboardInterrupt):
@@ -139,3 +140,24 @@ def test_records_left_unlinked_by_a_stopped_batch_are_drift_and_the_next_pass_li
     assert snapshot(client) == snapshot(reference)
     again = reconcile(healthy(4), client, 50)
     assert sum(again.actions.values()) == 0
+
+
+def test_beside_linked_records_only_those_a_stopped_batch_left_are_linked_again(tmp_path: Path) -> None:
+    """30 workflows linked, then a batch of 40 more stopped before its links: one read holds
+    more executions than a page of MLMD's answers (100), and only the 40 are planned again."""
+    url = f"sqlite:///{tmp_path}/mlmd.sqlite"
+    reference = open_store(f"sqlite:///{tmp_path}/ref.sqlite")
+    reconcile(healthy(70), reference, 50)
+    client = open_store(url)
+    reconcile(healthy(30), client, 50)
+    with contextlib.suppress(KeyboardInterrupt):
+        reconcile(healthy(70), StopBeforeLinks(client), 50)
+    assert counts(client) == {"contexts": 70, "executions": 210, "artifacts": 420}
+
+    dry = run_pass([Chunk(healthy(70))], MetadataStore.over(client), ReconcileOptions(), dry_run=True)
+    assert dry.actions["execution.update"] == 40 * 3 and dry.actions["artifact.update"] == 40 * 6
+    assert dry.actions["execution.create"] == 0
+
+    reconcile(healthy(70), client, 50)
+    assert snapshot(client) == snapshot(reference)
+    assert sum(reconcile(healthy(70), client, 50).actions.values()) == 0
