@@ -9,6 +9,8 @@ from __future__ import annotations
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from controller.kube.lists import metadata_only
+from controller.loop import Controller
+from controller.report import PassReport
 from reconcile import conventions as c
 from sandbox import pipelines
 from sandbox.simulator import Simulator
@@ -38,13 +40,27 @@ def served_bytes(cluster: Cluster, view: str) -> int:
     return sum(v.bytes for k, v in traffic(cluster).items() if k.view == view and k.resource in KINDS)
 
 
+def resync(controller: Controller, cluster: Cluster) -> PassReport:
+    """One full pass, the emulator's counts reset first; the pass must not fail."""
+    cluster.api.reset_counts()
+    report = controller.run_pass("resync")
+    assert report is not None
+    return report
+
+
+def assert_idle_again(controller: Controller, cluster: Cluster) -> None:
+    """The next pass skips every pod and reads nothing whole."""
+    idle = resync(controller, cluster)
+    assert idle.pods_unchanged == pod_count(cluster)
+    assert reads(cluster, "full") == {}
+
+
 def test_an_idle_pass_reads_only_metadata_lists(cluster: Cluster) -> None:
     controller = converged_and_learned(cluster)
     try:
         pods = pod_count(cluster)
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.pods_seen == report.pods_unchanged == pods
+        report = resync(controller, cluster)
+        assert report.pods_seen == report.pods_unchanged == pods
         assert sum(report.actions.values()) == 0 and report.patch_count == 0 and report.errors == []
         # One list of each kind, metadata only; nothing read whole, nothing written.
         assert reads(cluster, "metadata") == {("list", kind): 1 for kind in KINDS}
@@ -72,9 +88,8 @@ def test_a_changed_pod_is_read_whole_and_mended(cluster: Cluster) -> None:
         workflows = len(cluster.api.store.list("workflows"))
         wrong_id = {"metadata": {"labels": {c.EXECUTION_ID_LABEL: "999999"}}}
         cluster.api.store.patch("pods", victim["namespace"], victim["name"], wrong_id)
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.errors == []
+        report = resync(controller, cluster)
+        assert report.errors == []
         assert report.pods_seen == pod_count(cluster) and report.pods_unchanged == pod_count(cluster) - 1
         assert report.patch_count == 1 and sum(report.actions.values()) == 0
         # Its workflow only: one narrowed list of pods and of results, its Workflow by name.
@@ -89,10 +104,7 @@ def test_a_changed_pod_is_read_whole_and_mended(cluster: Cluster) -> None:
         # The patch gave the pod a new resourceVersion: compared once more, then idle again.
         again = controller.run_pass("resync")
         assert again is not None and again.pods_unchanged == pod_count(cluster) - 1
-        cluster.api.reset_counts()
-        idle = controller.run_pass("resync")
-        assert idle is not None and idle.pods_unchanged == pod_count(cluster)
-        assert reads(cluster, "full") == {}
+        assert_idle_again(controller, cluster)
 
         # The narrowed list served that workflow's pods, not everyone's.
         controller.converged.forget("test: compare everything")
@@ -111,16 +123,12 @@ def test_a_changed_workflow_is_read_whole_then_idle_again(cluster: Cluster) -> N
         # A change that does not touch what a step reads: a new resourceVersion only.
         relabel = {"metadata": {"labels": {"x": "1"}}}
         cluster.api.store.patch("workflows", wf["namespace"], wf["name"], relabel)
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.pods_unchanged == report.pods_seen == pod_count(cluster)
+        report = resync(controller, cluster)
+        assert report.pods_unchanged == report.pods_seen == pod_count(cluster)
         assert reads(cluster, "full")[("get", "workflows")] == 1
         assert sum(report.actions.values()) == 0 and report.patch_count == 0
         # The skipped pods' entries moved on to the new resourceVersion: idle again.
-        cluster.api.reset_counts()
-        idle = controller.run_pass("resync")
-        assert idle is not None and idle.pods_unchanged == pod_count(cluster)
-        assert reads(cluster, "full") == {}
+        assert_idle_again(controller, cluster)
     finally:
         controller.stop()
 
@@ -151,19 +159,15 @@ def test_a_changed_task_result_is_read_whole_and_its_step_compared(cluster: Clus
             assert sum(report.actions.values()) == 0 and report.patch_count == 0
         relabel = {"metadata": {"labels": {"x": "1"}}}
         cluster.api.store.patch("workflowtaskresults", namespace, node_id, relabel)
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.pods_unchanged == pod_count(cluster) - 1
+        report = resync(controller, cluster)
+        assert report.pods_unchanged == pod_count(cluster) - 1
         assert sum(report.actions.values()) == 0 and report.patch_count == 0 and report.errors == []
         assert reads(cluster, "full") == {
             ("list", "pods"): 1,
             ("list", "workflowtaskresults"): 1,
             ("get", "workflows"): 1,
         }
-        cluster.api.reset_counts()
-        idle = controller.run_pass("resync")
-        assert idle is not None and idle.pods_unchanged == pod_count(cluster)
-        assert reads(cluster, "full") == {}
+        assert_idle_again(controller, cluster)
     finally:
         controller.stop()
 
@@ -177,9 +181,8 @@ def test_a_new_workflow_is_read_whole_and_recorded(cluster: Cluster) -> None:
         sim.run_until_complete()
         added = pod_count(cluster) - before
         assert added > 0
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.errors == []
+        report = resync(controller, cluster)
+        assert report.errors == []
         assert report.pods_seen == pod_count(cluster) and report.pods_unchanged == before
         assert report.actions["execution.create"] == added and report.patch_count == added
         assert reads(cluster, "full")[("get", "workflows")] == 1
@@ -195,9 +198,8 @@ def test_a_step_whose_pod_is_gone_is_rebuilt_from_its_workflow(cluster: Cluster)
         victim = cluster.api.store.list("pods")[0]["metadata"]
         cluster.api.store.delete("pods", victim["namespace"], victim["name"])
         for _ in range(2):
-            cluster.api.reset_counts()
-            report = controller.run_pass("resync")
-            assert report is not None and report.errors == [] and sum(report.actions.values()) == 0
+            report = resync(controller, cluster)
+            assert report.errors == [] and sum(report.actions.values()) == 0
             # The Workflow with a Pod node but no pod is read whole every pass, as before.
             assert reads(cluster, "full")[("get", "workflows")] == 1
     finally:
@@ -210,9 +212,8 @@ def test_after_mlmd_changed_every_step_is_compared_from_full_lists(cluster: Clus
         other = open_store(cluster.mlmd.url)
         type_id = other.put_context_type(pb.ContextType(name="SomeoneElsesContext"))
         other.put_contexts([pb.Context(type_id=type_id, name="theirs")])
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.pods_unchanged == 0 and report.pods_seen == pod_count(cluster)
+        report = resync(controller, cluster)
+        assert report.pods_unchanged == 0 and report.pods_seen == pod_count(cluster)
         assert reads(cluster, "metadata") == {}
         assert reads(cluster, "full")[("list", "pods")] >= 1
     finally:
@@ -225,9 +226,8 @@ def test_a_restarted_controller_compares_everything_from_full_lists(cluster: Clu
     controller = cluster.controller(watch_enabled=False)
     controller.activate()
     try:
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.pods_unchanged == 0 and sum(report.actions.values()) == 0
+        report = resync(controller, cluster)
+        assert report.pods_unchanged == 0 and sum(report.actions.values()) == 0
         assert reads(cluster, "metadata") == {}
     finally:
         controller.stop()
@@ -240,9 +240,8 @@ def test_when_most_pods_changed_one_whole_list_replaces_the_narrowed_ones(cluste
             meta = pod["metadata"]
             relabel = {"metadata": {"labels": {"x": "1"}}}
             cluster.api.store.patch("pods", meta["namespace"], meta["name"], relabel)
-        cluster.api.reset_counts()
-        report = controller.run_pass("resync")
-        assert report is not None and report.errors == [] and report.pods_unchanged == 0
+        report = resync(controller, cluster)
+        assert report.errors == [] and report.pods_unchanged == 0
         assert report.pods_seen == pod_count(cluster) and sum(report.actions.values()) == 0
         assert reads(cluster, "metadata") == {("list", kind): 1 for kind in KINDS}
         # ClusterStream's lists, one of each kind, instead of a narrowed list per workflow.

@@ -215,7 +215,7 @@ def test_dr_drill_restore_older_than_the_workflow_ttl(
 
 
 def test_a_combined_pass_lets_the_live_objects_win(
-    stored_cluster: tuple[StoredCluster, DatabaseURL, DatabaseURL],
+    stored_cluster: tuple[StoredCluster, DatabaseURL, DatabaseURL], mariadb_server: Any
 ) -> None:
     """Cluster and stored source in one command; and one after the other: never a duplicate."""
     cluster, kfp_url, _ = stored_cluster
@@ -239,19 +239,9 @@ def test_a_combined_pass_lets_the_live_objects_win(
     combined = snapshot(open_store(cluster.mlmd_url))
 
     # One after the other, in either order, into an empty MLMD: the same records, once.
+    target = cluster.mlmd_url + "_seq"
     for order in (("cluster", "stored"), ("stored", "cluster")):
-        target = cluster.mlmd_url + "_seq"
-        subprocess.run(
-            [
-                "mariadb",
-                "-h127.0.0.1",
-                "-P3306",
-                "-uroot",
-                "-e",
-                f"DROP DATABASE IF EXISTS `{target.rsplit('/', 1)[1]}`",
-            ],
-            check=True,
-        )
+        mariadb_server.drop_database(target.rsplit("/", 1)[1])
         for which in order:
             args = ["reconcile", "-A", "--mlmd", target]
             args += ["--from-kfp-db", source, "--no-cluster"] if which == "stored" else []
@@ -267,17 +257,7 @@ def test_a_combined_pass_lets_the_live_objects_win(
         assert snapshot(open_store(target)) == combined, order
         keys = execution_keys(target)
         assert len(keys) == len(set(keys)) == 4 * STEPS
-    subprocess.run(
-        [
-            "mariadb",
-            "-h127.0.0.1",
-            "-P3306",
-            "-uroot",
-            "-e",
-            f"DROP DATABASE IF EXISTS `{target.rsplit('/', 1)[1]}`",
-        ],
-        check=True,
-    )
+    mariadb_server.drop_database(target.rsplit("/", 1)[1])
     assert old and live
 
 
